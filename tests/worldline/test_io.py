@@ -1,0 +1,65 @@
+import pickle
+
+import pytest
+import torch
+
+from worldline.io import atomic_write, load_json, load_weights, save_json, save_weights
+
+
+def test_interrupted_write_keeps_previous_file(tmp_path):
+    path = tmp_path / "ckpt.bin"
+    path.write_bytes(b"old content")
+    with pytest.raises(RuntimeError, match="boom"), atomic_write(path) as f:
+        f.write(b"half of the new")
+        raise RuntimeError("boom")
+    assert path.read_bytes() == b"old content"
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_atomic_write_replaces_on_success(tmp_path):
+    path = tmp_path / "sub" / "a.json"
+    save_json({"b": 1, "a": [1, 2]}, path)
+    assert load_json(path) == {"a": [1, 2], "b": 1}
+    save_json({"c": 3}, path)
+    assert load_json(path) == {"c": 3}
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ValueError, match="bad.json: invalid JSON"):
+        load_json(tmp_path / "bad.json")
+
+
+def test_weights_roundtrip_and_interrupted_save(tmp_path, monkeypatch):
+    w = {"layer.weight": torch.randn(3, 4), "layer.bias": torch.arange(3.0)}
+    path = tmp_path / "model.safetensors"
+    save_weights(w, path, metadata={"step": 10})
+    back = load_weights(path)
+    assert back.keys() == w.keys()
+    for k in w:
+        torch.testing.assert_close(back[k], w[k])
+    import safetensors.torch
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_weights({"x": torch.zeros(1)}, path)
+    assert load_weights(path).keys() == w.keys()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_load_weights_never_unpickles(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"w": _Evil()}))
+    with pytest.raises(ValueError, match="evil.pt: refused to load"):
+        load_weights(path)
+    assert "code ran" not in capsys.readouterr().out
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00\x01garbage")
+    with pytest.raises(ValueError, match="junk.safetensors: not a valid safetensors"):
+        load_weights(tmp_path / "junk.safetensors")
+    with pytest.raises(ValueError, match="unknown weights format"):
+        (tmp_path / "w.npz").write_bytes(b"")
+        load_weights(tmp_path / "w.npz")

@@ -1,0 +1,46 @@
+"""Pick MuJoCo's offscreen GL backend before mujoco is imported.
+
+With ``MUJOCO_GL`` unset we choose ``egl`` (NVIDIA's EGL on a GPU machine, Mesa's software
+EGL on a CPU-only one) if an EGL display can be opened, else ``osmesa``. The probe runs in a
+subprocess so a broken EGL install cannot crash the caller. A user-set value is never changed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+_PROBE = (
+    "import os; os.environ['MUJOCO_GL']='{b}'; os.environ['PYOPENGL_PLATFORM']='{b}';"
+    "from mujoco.gl_context import GLContext; c=GLContext(8, 8); c.make_current(); c.free()"
+)
+
+
+def _works(backend: str) -> bool:
+    env = dict(os.environ, MUJOCO_GL=backend, PYOPENGL_PLATFORM=backend)
+    try:
+        r = subprocess.run([sys.executable, "-c", _PROBE.format(b=backend)], env=env, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def select_gl_backend() -> str:
+    """Set and return ``MUJOCO_GL``: the user's choice, else ``egl`` if it works, else ``osmesa``."""
+    if os.environ.get("MUJOCO_GL"):
+        return os.environ["MUJOCO_GL"]
+    for backend in ("egl", "osmesa"):
+        if _works(backend):
+            os.environ["MUJOCO_GL"] = backend
+            os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+            return backend
+    os.environ["MUJOCO_GL"] = "egl"  # let the real error surface at render time
+    return "egl"
+
+
+def software_rendering() -> bool:
+    """True when rendering runs on the CPU (Mesa llvmpipe or OSMesa): no NVIDIA EGL device."""
+    if os.environ.get("MUJOCO_GL") == "osmesa":
+        return True
+    return not os.path.exists("/dev/nvidia0") and not os.path.exists("/dev/nvidiactl")

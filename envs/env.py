@@ -1,0 +1,290 @@
+"""The gymnasium environment: one task, a camera rig, Panda end-effector control.
+
+Observation (``obs_mode="rgbd"``)::
+
+    {"cameras": {<name>: {"rgb": uint8 [H, W, 3] upright,
+                          "depth": float32 [H, W] metric planar metres, 0 = invalid,
+                          "intrinsics": float32 [3, 3] K,
+                          "extrinsics": float32 [4, 4] w2c, OpenCV axes}},
+     "state": float32 [15]  ee position (3), ee quaternion wxyz (4), gripper width m (1), arm joints (7)}
+
+``obs_mode="pointcloud"`` adds ``"points"`` float32 [N, 6] (xyz metres in the base frame, rgb in
+[0, 1]) fused from all cameras; ``obs_mode="state"`` renders nothing (fast, for experts).
+The intrinsics/extrinsics are exactly what :class:`worldline.Camera` takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from envs._gl import software_rendering
+from envs.cameras import CameraRig, CameraSpec, default_rig
+from envs.control import ActionLimits, DLSController
+from envs.rendering import MultiViewRenderer
+from envs.robot import FINGER_JOINTS, HOME_QPOS
+from envs.scene import build_model
+from envs.tasks import TASKS, SceneView, Task
+from worldline.camera import Camera
+from worldline.points import crop_to_box, fuse_rgbd, resample_points
+
+OBS_MODES = ("rgbd", "pointcloud", "state")
+STATE_DIM = 15
+WORKSPACE_BOX = ((0.15, -0.5, -0.01), (0.9, 0.5, 0.5))  # metres, base frame: where the EE may go
+
+
+class TabletopEnv(gym.Env, SceneView):
+    """Multi-view tabletop manipulation with a Franka Panda.
+
+    Args:
+        task: a task name from :data:`envs.tasks.TASKS` or a :class:`Task`.
+        cameras: camera specs (default: front, left, right and wrist).
+        width, height: image size in pixels.
+        obs_mode: ``"rgbd"``, ``"pointcloud"`` or ``"state"``.
+        num_points: points in the fused cloud for ``obs_mode="pointcloud"``.
+        render_mode: ``None`` or ``"rgb_array"`` (all cameras side by side).
+        control_hz: policy rate; physics runs at 500 Hz underneath.
+        low_poly: render the robot's collision meshes (default: on when rendering in software).
+        shadows: shadow-casting lights (default: off in software rendering).
+        offsamples: multisampling (default: 0 in software rendering, 4 on GPU).
+
+    Examples:
+        >>> import gymnasium, envs
+        >>> env = gymnasium.make("MVBench/CubeInBowl-v0", width=96, height=96)  # doctest: +SKIP
+        >>> obs, info = env.reset(seed=0)  # doctest: +SKIP
+        >>> info["instruction"]  # doctest: +SKIP
+        'put the red cube in the blue bowl'
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(
+        self,
+        task: str | Task = "CubeInBowl",
+        cameras: tuple[CameraSpec, ...] | None = None,
+        width: int = 128,
+        height: int = 128,
+        obs_mode: str = "rgbd",
+        num_points: int = 2048,
+        render_mode: str | None = None,
+        control_hz: float = 20.0,
+        low_poly: bool | None = None,
+        shadows: bool | None = None,
+        offsamples: int | None = None,
+        limits: ActionLimits = ActionLimits(),
+    ):
+        if isinstance(task, str):
+            if task not in TASKS:
+                raise ValueError(f"task: unknown task {task!r}; known: {sorted(TASKS)}")
+            task = TASKS[task]
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode: expected one of {OBS_MODES}, got {obs_mode!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
+        if not (1 <= control_hz <= 100):
+            raise ValueError(f"control_hz: expected 1..100, got {control_hz}")
+        soft = software_rendering()
+        self.task = task
+        self.rig = default_rig(width, height) if cameras is None else CameraRig(tuple(cameras), width, height)
+        self.obs_mode = obs_mode
+        self.num_points = num_points
+        self.render_mode = render_mode
+        self.low_poly = soft if low_poly is None else low_poly
+        shadows = (not soft) if shadows is None else shadows
+        offsamples = (0 if soft else 4) if offsamples is None else offsamples
+        self.model = build_model(task.objects, self.rig, low_poly=self.low_poly, shadows=shadows, offsamples=offsamples)
+        self.data = mujoco.MjData(self.model)
+        self.n_substeps = max(1, round(1.0 / (control_hz * self.model.opt.timestep)))
+        self.controller = DLSController(self.model, limits)
+        self._renderer = MultiViewRenderer(self.model, self.rig, low_poly=self.low_poly)
+        self._obj_body = {o.name: mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, o.name) for o in task.objects}
+        self._obj_geoms = {
+            o.name: set(np.flatnonzero(self.model.geom_bodyid == self._obj_body[o.name]).tolist()) for o in task.objects
+        }
+        finger_bodies = {self.model.jnt_bodyid[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS}
+        self._finger_geoms = set(np.flatnonzero(np.isin(self.model.geom_bodyid, list(finger_bodies))).tolist())
+        self._finger_qadr = [self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS]
+        self._cam_ids = {n: mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, n) for n in self.rig.names}
+        self._layout: dict = {}
+        self.instruction = ""
+        self._target_pos = np.zeros(3)
+        self._target_rot = np.eye(3)
+        self._gripper = -1.0
+
+        self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
+        self.action_space.low[:3] = -limits.max_translation
+        self.action_space.high[:3] = limits.max_translation
+        self.action_space.low[3:6] = -limits.max_rotation
+        self.action_space.high[3:6] = limits.max_rotation
+        self.action_space = spaces.Box(self.action_space.low, self.action_space.high, (7,), np.float32)
+        obs = {"state": spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}
+        if obs_mode != "state":
+            h, w = height, width
+            obs["cameras"] = spaces.Dict(
+                {
+                    n: spaces.Dict(
+                        {
+                            "rgb": spaces.Box(0, 255, (h, w, 3), np.uint8),
+                            "depth": spaces.Box(0.0, np.inf, (h, w), np.float32),
+                            "intrinsics": spaces.Box(-np.inf, np.inf, (3, 3), np.float32),
+                            "extrinsics": spaces.Box(-np.inf, np.inf, (4, 4), np.float32),
+                        }
+                    )
+                    for n in self.rig.names
+                }
+            )
+        if obs_mode == "pointcloud":
+            obs["points"] = spaces.Box(-np.inf, np.inf, (num_points, 6), np.float32)
+        self.observation_space = spaces.Dict(obs)
+
+    # -- SceneView ----------------------------------------------------------------------------
+
+    def position(self, name: str) -> np.ndarray:
+        return self.data.xpos[self._obj_body[name]].copy()
+
+    def touching_gripper(self, name: str) -> bool:
+        geoms = self._obj_geoms[name]
+        for c in self.data.contact[: self.data.ncon]:
+            g1, g2 = int(c.geom1), int(c.geom2)
+            if (g1 in geoms and g2 in self._finger_geoms) or (g2 in geoms and g1 in self._finger_geoms):
+                return True
+        return False
+
+    def speed(self, name: str) -> float:
+        return float(np.linalg.norm(self.data.cvel[self._obj_body[name]][3:]))
+
+    def yaw(self, name: str) -> float:
+        r = self.data.xmat[self._obj_body[name]].reshape(3, 3)
+        return float(np.arctan2(r[1, 0], r[0, 0]))
+
+    # -- gym API ------------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        m, d = self.model, self.data
+        mujoco.mj_resetData(m, d)
+        self._layout = self.task.sample_layout(self.np_random)
+        for name, (x, y, yaw) in self._layout["poses"].items():
+            body = self._obj_body[name]
+            quat = np.array([np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)])
+            jnt = m.body_jntadr[body]
+            if jnt >= 0:  # movable: free joint
+                adr = m.jnt_qposadr[jnt]
+                z = self._rest_height(name)
+                d.qpos[adr : adr + 7] = [x, y, z, *quat]
+            else:  # fixture
+                m.body_pos[body] = [x, y, 0.0]
+                m.body_quat[body] = quat
+        d.qpos[self.controller.qadr] = HOME_QPOS
+        d.qpos[self._finger_qadr] = 0.04
+        d.ctrl[self.controller.arm_act] = HOME_QPOS
+        d.ctrl[self.controller.finger_act] = 0.04
+        mujoco.mj_forward(m, d)
+        for _ in range(20):  # let objects settle on the table
+            mujoco.mj_step(m, d)
+        self._target_pos, self._target_rot = self.controller.ee_pose(d)
+        self._gripper = -1.0
+        self.instruction = self.task.instruction(self._layout)
+        return self._observation(), self._info(clipped=False)
+
+    def step(self, action):
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (7,):
+            raise ValueError(f"action: expected shape (7,) = [dx, dy, dz, drx, dry, drz, gripper], got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"action: contains NaN or inf: {a.tolist()}")
+        a, clipped = self.controller.clip(a)
+        ee_pos, _ = self.controller.ee_pose(self.data)
+        # integrate the command, but never let it run away from where the hand really is
+        target = self._target_pos + a[:3]
+        target = ee_pos + np.clip(target - ee_pos, -0.05, 0.05)
+        self._target_pos = np.clip(target, WORKSPACE_BOX[0], WORKSPACE_BOX[1])
+        self._target_rot = self.controller.delta_rotation(self._target_rot, a[3:6])
+        self._gripper = float(a[6])
+        self.controller.apply(self.data, self._target_pos, self._target_rot, self._gripper)
+        mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
+        success = self.task.success(self, self._layout)
+        obs = self._observation()
+        return obs, float(success), bool(success), False, self._info(clipped=clipped, success=success)
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        frames = self._renderer.render(self.data, depth=False)
+        return np.concatenate([frames[n][0] for n in self.rig.names], axis=1)
+
+    def close(self):
+        self._renderer.close()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @property
+    def layout(self) -> dict:
+        return self._layout
+
+    def _rest_height(self, name: str) -> float:
+        from envs.scene import CUBE_HALF, MUG_HALF_HEIGHT
+
+        kind = next(o.kind for o in self.task.objects if o.name == name)
+        return (MUG_HALF_HEIGHT if kind == "mug" else CUBE_HALF) + 0.001
+
+    def _info(self, clipped: bool, success: bool = False) -> dict[str, Any]:
+        return {
+            "is_success": bool(success),
+            "instruction": self.instruction,
+            "task": self.task.name,
+            "action_clipped": bool(clipped),
+        }
+
+    def _state(self) -> np.ndarray:
+        pos, rot = self.controller.ee_pose(self.data)
+        quat = np.empty(4)
+        mujoco.mju_mat2Quat(quat, rot.reshape(9))
+        width = self.data.qpos[self._finger_qadr].sum()
+        return np.concatenate([pos, quat, [width], self.data.qpos[self.controller.qadr]]).astype(np.float32)
+
+    def camera(self, name: str) -> Camera:
+        """The :class:`worldline.Camera` of camera ``name`` at the current simulation state."""
+        cid = self._cam_ids[name]
+        return Camera.from_mujoco(
+            self.data.cam_xpos[cid], self.data.cam_xmat[cid], self.model.cam_fovy[cid], self.rig.width, self.rig.height
+        )
+
+    def _observation(self) -> dict:
+        obs: dict[str, Any] = {"state": self._state()}
+        if self.obs_mode == "state":
+            return obs
+        frames = self._renderer.render(self.data)
+        cams = {}
+        for name in self.rig.names:
+            rgb, depth = frames[name]
+            cam = self.camera(name)
+            cams[name] = {
+                "rgb": rgb,
+                "depth": depth,
+                "intrinsics": cam.K.numpy().astype(np.float32),
+                "extrinsics": cam.w2c.numpy().astype(np.float32),
+            }
+        obs["cameras"] = cams
+        if self.obs_mode == "pointcloud":
+            obs["points"] = self._point_cloud(cams)
+        return obs
+
+    def _point_cloud(self, cams: dict) -> np.ndarray:
+        names = self.rig.names
+        cloud = fuse_rgbd(
+            [Camera(torch.from_numpy(cams[n]["intrinsics"]), torch.from_numpy(cams[n]["extrinsics"]), self.rig.width, self.rig.height) for n in names],
+            [torch.from_numpy(cams[n]["depth"]) for n in names],
+            [torch.from_numpy(cams[n]["rgb"]) for n in names],
+        )
+        cloud = crop_to_box(cloud, WORKSPACE_BOX[0], WORKSPACE_BOX[1])
+        if len(cloud) == 0:
+            return np.zeros((self.num_points, 6), np.float32)
+        gen = torch.Generator().manual_seed(int(self.np_random.integers(2**31)))
+        cloud = resample_points(cloud, self.num_points, gen)
+        return torch.cat([cloud.xyz, cloud.rgb], dim=-1).numpy().astype(np.float32)

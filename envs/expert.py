@@ -1,0 +1,56 @@
+"""Scripted experts: follow a task's waypoints with a proportional end-effector controller.
+
+The expert reads privileged simulator state (object positions) through the env's SceneView,
+so it is an upper bound for learned policies. It is a policy in the MV-Bench sense:
+``reset()`` and ``act(observation, instruction) -> action``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.control import rotation_error
+from envs.robot import EE_DOWN
+
+GAIN = 1.0  # fraction of the remaining distance commanded per step (then clipped to the limit)
+
+
+class ScriptedExpert:
+    """Waypoint-following expert for one :class:`envs.env.TabletopEnv` (unwrapped)."""
+
+    def __init__(self, env):
+        self.env = env.unwrapped
+        self.reset()
+
+    def reset(self) -> None:
+        self._plan = None
+        self._i = 0
+        self._held = 0
+
+    def act(self, observation=None, instruction: str | None = None) -> np.ndarray:
+        env = self.env
+        if self._plan is None:
+            self._plan = env.task.plan(env, env.layout)
+        pos, rot = env.controller.ee_pose(env.data)
+        while True:
+            wp = self._plan[min(self._i, len(self._plan) - 1)]
+            err = np.asarray(wp.pos) - pos
+            done_here = np.linalg.norm(err) < wp.tol and self._held >= wp.hold
+            if done_here and self._i < len(self._plan) - 1:
+                self._i += 1
+                self._held = 0
+                continue
+            break
+        self._held += 1
+        lim = env.controller.limits
+        dpos = GAIN * err
+        n = np.linalg.norm(dpos)
+        if n > lim.max_translation:
+            dpos *= lim.max_translation / n
+        c, s = np.cos(wp.yaw), np.sin(wp.yaw)
+        target_rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ EE_DOWN
+        drot = GAIN * rotation_error(target_rot, rot)
+        n = np.linalg.norm(drot)
+        if n > lim.max_rotation:
+            drot *= lim.max_rotation / n
+        return np.concatenate([dpos, drot, [wp.gripper]]).astype(np.float32)

@@ -25,7 +25,7 @@ from gymnasium import spaces
 
 from envs._gl import software_rendering
 from envs.cameras import CameraRig, CameraSpec, default_rig
-from envs.control import ActionLimits, DLSController
+from envs.control import ActionLimits, DLSController, rotation_error
 from envs.rendering import MultiViewRenderer
 from envs.robot import FINGER_JOINTS, HOME_QPOS
 from envs.scene import build_model
@@ -35,6 +35,8 @@ from worldline.points import crop_to_box, fuse_rgbd, resample_points
 
 OBS_MODES = ("rgbd", "pointcloud", "state")
 STATE_DIM = 15
+MAX_POS_LEAD = 0.05  # metres the commanded EE position may lead the measured one
+MAX_ROT_LEAD = 0.3  # radians, likewise for orientation
 WORKSPACE_BOX = ((0.15, -0.5, -0.01), (0.9, 0.5, 0.5))  # metres, base frame: where the EE may go
 
 
@@ -202,9 +204,15 @@ class TabletopEnv(gym.Env, SceneView):
         ee_pos, _ = self.controller.ee_pose(self.data)
         # integrate the command, but never let it run away from where the hand really is
         target = self._target_pos + a[:3]
-        target = ee_pos + np.clip(target - ee_pos, -0.05, 0.05)
+        target = ee_pos + np.clip(target - ee_pos, -MAX_POS_LEAD, MAX_POS_LEAD)
         self._target_pos = np.clip(target, WORKSPACE_BOX[0], WORKSPACE_BOX[1])
         self._target_rot = self.controller.delta_rotation(self._target_rot, a[3:6])
+        # same for orientation: keep the commanded rotation within MAX_ROT_LEAD of the real one
+        _, ee_rot = self.controller.ee_pose(self.data)
+        lead = rotation_error(self._target_rot, ee_rot)
+        n = np.linalg.norm(lead)
+        if n > MAX_ROT_LEAD:
+            self._target_rot = self.controller.delta_rotation(ee_rot, lead * (MAX_ROT_LEAD / n))
         self._gripper = float(a[6])
         self.controller.apply(self.data, self._target_pos, self._target_rot, self._gripper)
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)

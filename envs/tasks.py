@@ -157,7 +157,7 @@ def in_region(scene, obj, region):
 
 HOVER = 0.15  # end-effector site height for transit (fingertips ~5 cm lower)
 TIP_BELOW_SITE = 0.05  # the fingertips reach this far below the Panda's end_effector site
-GRASP_DEPTH = 0.025  # site height above an object's centre when grasping: pads span the centre
+GRASP_DEPTH = 0.033  # site height above an object's centre when grasping: pads span the centre
 
 
 def pick_and_place(scene: SceneView, obj: str, place_xy, place_z: float, grasp_z: float) -> list[Waypoint]:

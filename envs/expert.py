@@ -34,7 +34,10 @@ class ScriptedExpert:
         pos, rot = env.controller.ee_pose(env.data)
         while True:
             wp = self._plan[min(self._i, len(self._plan) - 1)]
-            err = np.asarray(wp.pos) - pos
+            goal = np.asarray(wp.pos, dtype=np.float64)
+            if wp.carry is not None:  # correct for where the object sits in the hand
+                goal[:2] += pos[:2] - env.position(wp.carry)[:2]
+            err = goal - pos
             done_here = np.linalg.norm(err) < wp.tol and self._held >= wp.hold
             if done_here and self._i < len(self._plan) - 1:
                 self._i += 1
@@ -45,8 +48,9 @@ class ScriptedExpert:
         lim = env.controller.limits
         dpos = GAIN * err
         n = np.linalg.norm(dpos)
-        if n > lim.max_translation:
-            dpos *= lim.max_translation / n
+        vmax = lim.max_translation if wp.speed is None else min(wp.speed, lim.max_translation)
+        if n > vmax:
+            dpos *= vmax / n
         c, s = np.cos(wp.yaw), np.sin(wp.yaw)
         target_rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ EE_DOWN
         drot = GAIN * rotation_error(target_rot, rot)

@@ -55,6 +55,8 @@ class Waypoint:
     tol: float = 0.01
     hold: int = 0
     yaw: float = 0.0  # gripper yaw about the base z axis, radians
+    speed: float | None = None  # max metres per step toward this waypoint (None: the action limit)
+    carry: str | None = None  # object held in the hand: aim so that *it* reaches pos in x, y
 
 
 @dataclass
@@ -172,8 +174,8 @@ def pick_and_place(scene: SceneView, obj: str, place_xy, place_z: float, grasp_z
         Waypoint((gx, gy, grasp_z), -1, tol=0.006, yaw=yaw),
         Waypoint((gx, gy, grasp_z), 1, tol=0.02, hold=6, yaw=yaw),
         Waypoint((gx, gy, HOVER + 0.03), 1, tol=0.015, yaw=yaw),
-        Waypoint((tx, ty, HOVER + 0.03), 1, tol=0.01, yaw=yaw),
-        Waypoint((tx, ty, place_z), 1, tol=0.008, yaw=yaw),
+        Waypoint((tx, ty, HOVER + 0.03), 1, tol=0.01, yaw=yaw, carry=obj),
+        Waypoint((tx, ty, place_z), 1, tol=0.006, yaw=yaw, carry=obj, speed=0.015),
         Waypoint((tx, ty, place_z), -1, tol=0.03, hold=5, yaw=yaw),
         Waypoint((tx, ty, HOVER + 0.03), -1, tol=0.02, yaw=yaw),
     ]
@@ -191,12 +193,14 @@ def push_plan(scene: SceneView, obj: str, region: str) -> list[Waypoint]:
     u = d / max(dist, 1e-6)
     start = p[:2] - u * (CUBE_HALF + 0.035)
     end = r[:2] - u * (CUBE_HALF + 0.012)
-    z = TIP_BELOW_SITE + 0.008
+    z = TIP_BELOW_SITE + 0.018  # fingertips at mid-height of the cube
+    # turn the hand so the closed fingers' wide side (3.7 cm, across the slide axis) pushes
+    yaw = float((np.arctan2(u[1], u[0]) - np.pi / 2 + np.pi / 2) % np.pi - np.pi / 2)
     return [
-        Waypoint((start[0], start[1], HOVER), 1, tol=0.01),
-        Waypoint((start[0], start[1], z), 1, tol=0.006),
-        Waypoint((end[0], end[1], z), 1, tol=0.006),
-        Waypoint((end[0], end[1], HOVER), 1, tol=0.02),
+        Waypoint((start[0], start[1], HOVER), 1, tol=0.01, yaw=yaw),
+        Waypoint((start[0], start[1], z), 1, tol=0.006, yaw=yaw),
+        Waypoint((end[0], end[1], z), 1, tol=0.008, speed=0.015, yaw=yaw),
+        Waypoint((end[0], end[1], HOVER), 1, tol=0.02, yaw=yaw),
     ]
 
 

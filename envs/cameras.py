@@ -91,7 +91,12 @@ class CameraRig:
 
 
 def view_ring(
-    n: int, start: float = -135.0, span: float = 270.0, elevation: float = 35.0, radius: float = 1.1, prefix: str = "view"
+    n: int,
+    start: float = -135.0,
+    span: float = 270.0,
+    elevation: float = 35.0,
+    radius: float = 1.1,
+    prefix: str = "view",
 ) -> tuple[CameraSpec, ...]:
     """``n`` cameras evenly spread over ``span`` degrees of azimuth starting at ``start``."""
     step = span / (n - 1) if n > 1 else 0.0

@@ -26,7 +26,11 @@ class ActionLimits:
 def _axis_angle_to_mat(v: np.ndarray) -> np.ndarray:
     out = np.empty(9)
     angle = float(np.linalg.norm(v))
-    q = np.array([1.0, 0, 0, 0]) if angle < 1e-12 else np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * v / angle])
+    q = (
+        np.array([1.0, 0, 0, 0])
+        if angle < 1e-12
+        else np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * v / angle])
+    )
     mujoco.mju_quat2Mat(out, q)
     return out.reshape(3, 3)
 
@@ -48,21 +52,25 @@ def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
 class DLSController:
     """Damped least-squares IK from end-effector deltas to arm joint targets."""
 
-    def __init__(self, model: mujoco.MjModel, limits: ActionLimits = ActionLimits(), damping: float = 0.05):
+    def __init__(self, model: mujoco.MjModel, limits: ActionLimits | None = None, damping: float = 0.05):
         self.model = model
-        self.limits = limits
+        self.limits = ActionLimits() if limits is None else limits
         self.damping = damping
         self.site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, EE_SITE)
-        self.qadr = np.array([model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in ARM_JOINTS])
-        self.dofadr = np.array([model.jnt_dofadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in ARM_JOINTS])
+        self.qadr = np.array(
+            [model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in ARM_JOINTS]
+        )
+        self.dofadr = np.array(
+            [model.jnt_dofadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in ARM_JOINTS]
+        )
         jids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in ARM_JOINTS]
         self.qlow = model.jnt_range[jids, 0]
         self.qhigh = model.jnt_range[jids, 1]
-        names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in range(model.nu)]
-        jnames = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, model.actuator_trnid[i, 0]) for i in range(model.nu)]
+        jnames = [
+            mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, model.actuator_trnid[i, 0]) for i in range(model.nu)
+        ]
         self.arm_act = np.array([jnames.index(j) for j in ARM_JOINTS])
         self.finger_act = np.array([jnames.index(j) for j in FINGER_JOINTS])
-        del names
         self._scratch = mujoco.MjData(model)
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))

@@ -78,7 +78,7 @@ class TabletopEnv(gym.Env, SceneView):
         low_poly: bool | None = None,
         shadows: bool | None = None,
         offsamples: int | None = None,
-        limits: ActionLimits = ActionLimits(),
+        limits: ActionLimits | None = None,
     ):
         if isinstance(task, str):
             if task not in TASKS:
@@ -91,6 +91,7 @@ class TabletopEnv(gym.Env, SceneView):
         if not (1 <= control_hz <= 100):
             raise ValueError(f"control_hz: expected 1..100, got {control_hz}")
         soft = software_rendering()
+        limits = ActionLimits() if limits is None else limits
         self.task = task
         self.rig = default_rig(width, height) if cameras is None else CameraRig(tuple(cameras), width, height)
         self.obs_mode = obs_mode
@@ -108,9 +109,13 @@ class TabletopEnv(gym.Env, SceneView):
         self._obj_geoms = {
             o.name: set(np.flatnonzero(self.model.geom_bodyid == self._obj_body[o.name]).tolist()) for o in task.objects
         }
-        finger_bodies = {self.model.jnt_bodyid[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS}
+        finger_bodies = {
+            self.model.jnt_bodyid[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS
+        }
         self._finger_geoms = set(np.flatnonzero(np.isin(self.model.geom_bodyid, list(finger_bodies))).tolist())
-        self._finger_qadr = [self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS]
+        self._finger_qadr = [
+            self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS
+        ]
         self._cam_ids = {n: mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, n) for n in self.rig.names}
         self._layout: dict = {}
         self.instruction = ""
@@ -286,7 +291,15 @@ class TabletopEnv(gym.Env, SceneView):
     def _point_cloud(self, cams: dict) -> np.ndarray:
         names = self.rig.names
         cloud = fuse_rgbd(
-            [Camera(torch.from_numpy(cams[n]["intrinsics"]), torch.from_numpy(cams[n]["extrinsics"]), self.rig.width, self.rig.height) for n in names],
+            [
+                Camera(
+                    torch.from_numpy(cams[n]["intrinsics"]),
+                    torch.from_numpy(cams[n]["extrinsics"]),
+                    self.rig.width,
+                    self.rig.height,
+                )
+                for n in names
+            ],
             [torch.from_numpy(cams[n]["depth"]) for n in names],
             [torch.from_numpy(cams[n]["rgb"]) for n in names],
         )

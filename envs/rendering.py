@@ -9,6 +9,8 @@ constants (the same formula as ``Renderer.enable_depth_rendering``), and pixels 
 
 from __future__ import annotations
 
+import contextlib
+
 import mujoco
 import numpy as np
 
@@ -91,7 +93,5 @@ class MultiViewRenderer:
             self._gl = None
 
     def __del__(self):
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:
-            pass

@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 import mujoco
-import numpy as np
 
 from envs.cameras import CameraRig
 from envs.robot import BODY_PREFIX, HAND_BODY, franka_assets_dir

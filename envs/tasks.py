@@ -127,8 +127,10 @@ def _resting(scene: SceneView, obj: str) -> bool:
 
 
 def in_bowl(scene, obj, bowl, half_height=CUBE_HALF):
-    return _inside_xy(scene, obj, bowl, BOWL_RADIUS - 0.015) and scene.position(obj)[2] < half_height + 0.03 and _resting(
-        scene, obj
+    return (
+        _inside_xy(scene, obj, bowl, BOWL_RADIUS - 0.015)
+        and scene.position(obj)[2] < half_height + 0.03
+        and _resting(scene, obj)
     )
 
 
@@ -218,10 +220,10 @@ def _pick_cube() -> Task:
         objects=objs,
         instruction_fn=lambda lay: "pick up the red cube",
         success_fn=lambda s, lay: lifted(s, "red_cube"),
-        plan_fn=lambda s, lay: pick_and_place(s, "red_cube", s.position("red_cube")[:2], 0.25, CUBE_HALF + GRASP_DEPTH)[
-            :4
-        ]
-        + [Waypoint(tuple(s.position("red_cube")[:2]) + (0.25,), 1, tol=0.01, yaw=_cube_yaw(s, "red_cube"))],
+        plan_fn=lambda s, lay: (
+            pick_and_place(s, "red_cube", s.position("red_cube")[:2], 0.25, CUBE_HALF + GRASP_DEPTH)[:4]
+            + [Waypoint(tuple(s.position("red_cube")[:2]) + (0.25,), 1, tol=0.01, yaw=_cube_yaw(s, "red_cube"))]
+        ),
         max_steps=80,
         description="lift the named cube 10 cm off the table",
     )
@@ -238,8 +240,9 @@ def _place(name, obj, kind_to, target, color_to, desc, extra=(), max_steps=150):
     return Task(
         name=name,
         objects=objs,
-        instruction_fn=lambda lay: f"put the {obj_color} {obj_kind} {'in' if kind_to == 'bowl' else 'on'} the "
-        f"{color_to} {kind_to}",
+        instruction_fn=lambda lay: (
+            f"put the {obj_color} {obj_kind} {'in' if kind_to == 'bowl' else 'on'} the {color_to} {kind_to}"
+        ),
         success_fn=lambda s, lay: pred(s, obj, target, half),
         plan_fn=lambda s, lay: pick_and_place(s, obj, s.position(target)[:2], place_z, grasp_z),
         max_steps=max_steps,
@@ -356,9 +359,33 @@ def _nearest_cube() -> Task:
 def make_tasks() -> dict[str, Task]:
     tasks = [
         _pick_cube(),
-        _place("CubeInBowl", "red_cube", "bowl", "bowl", "blue", "put a cube in a bowl", (_o("green_cube", "cube", "green"),)),
-        _place("CubeOnPlate", "green_cube", "plate", "plate", "white", "put a cube on a plate", (_o("red_cube", "cube", "red"),)),
-        _place("MugOnPlate", "purple_mug", "plate", "plate", "white", "put a mug on a plate", (_o("blue_cube", "cube", "blue"),)),
+        _place(
+            "CubeInBowl",
+            "red_cube",
+            "bowl",
+            "bowl",
+            "blue",
+            "put a cube in a bowl",
+            (_o("green_cube", "cube", "green"),),
+        ),
+        _place(
+            "CubeOnPlate",
+            "green_cube",
+            "plate",
+            "plate",
+            "white",
+            "put a cube on a plate",
+            (_o("red_cube", "cube", "red"),),
+        ),
+        _place(
+            "MugOnPlate",
+            "purple_mug",
+            "plate",
+            "plate",
+            "white",
+            "put a mug on a plate",
+            (_o("blue_cube", "cube", "blue"),),
+        ),
         _stack(),
         _push(),
         _bowl_left_of_plate(),

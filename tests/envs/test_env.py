@@ -27,7 +27,9 @@ def env():
 
 def _cam(obs_cam) -> Camera:
     h, w = obs_cam["depth"].shape
-    return Camera(torch.from_numpy(obs_cam["intrinsics"]).double(), torch.from_numpy(obs_cam["extrinsics"]).double(), w, h)
+    return Camera(
+        torch.from_numpy(obs_cam["intrinsics"]).double(), torch.from_numpy(obs_cam["extrinsics"]).double(), w, h
+    )
 
 
 def test_depth_unprojects_onto_cube_surface_in_every_camera(env):
@@ -48,7 +50,9 @@ def test_depth_unprojects_onto_cube_surface_in_every_camera(env):
                 continue  # the cube is outside this view (e.g. the wrist camera)
             seen += 1
             err = np.abs(_box_sdf(local[near], CUBE_HALF))
-            assert np.percentile(err, 95) < 0.005, f"{cube} in {name}: 95th pct surface error {np.percentile(err, 95):.4f} m"
+            assert np.percentile(err, 95) < 0.005, (
+                f"{cube} in {name}: 95th pct surface error {np.percentile(err, 95):.4f} m"
+            )
             away = np.ones(len(pts), bool)
             for other in ("red_cube", "green_cube"):
                 away &= np.linalg.norm(pts[:, :2] - u.position(other)[:2], axis=-1) > 0.05
@@ -159,7 +163,10 @@ def test_expert_solves_seeded_episode(task):
 def test_gl_backend_defaults_to_egl():
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
     out = subprocess.run(
-        [sys.executable, "-c", "import os, envs; print(os.environ['MUJOCO_GL'])"], env=env, capture_output=True, text=True
+        [sys.executable, "-c", "import os, envs; print(os.environ['MUJOCO_GL'])"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] in ("egl", "osmesa")

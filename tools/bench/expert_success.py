@@ -1,6 +1,6 @@
 """Scripted-expert success rate per task over seeded episodes (state observations, no rendering).
 
-    python tools/bench/expert_success.py --episodes 50 --out outputs/bench/expert_success.json
+python tools/bench/expert_success.py --episodes 50 --out outputs/bench/expert_success.json
 """
 
 from __future__ import annotations

@@ -165,6 +165,9 @@ class TabletopEnv(gym.Env, SceneView):
     def speed(self, name: str) -> float:
         return float(np.linalg.norm(self.data.cvel[self._obj_body[name]][3:]))
 
+    def ee_position(self) -> np.ndarray:
+        return self.controller.ee_pose(self.data)[0]
+
     def yaw(self, name: str) -> float:
         r = self.data.xmat[self._obj_body[name]].reshape(3, 3)
         return float(np.arctan2(r[1, 0], r[0, 0]))

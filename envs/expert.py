@@ -12,6 +12,8 @@ import numpy as np
 from envs.control import rotation_error
 from envs.robot import EE_DOWN
 
+STALL_STEPS = 30  # steps at one closed-gripper waypoint before the expert gives up on it and replans
+MAX_REPLANS = 20  # closed-loop retries (push segments, re-grasps) per episode
 GAIN = 1.0  # fraction of the remaining distance commanded per step (then clipped to the limit)
 
 
@@ -26,6 +28,7 @@ class ScriptedExpert:
         self._plan = None
         self._i = 0
         self._held = 0
+        self._replans = 0
 
     def act(self, observation=None, instruction: str | None = None) -> np.ndarray:
         env = self.env
@@ -33,16 +36,23 @@ class ScriptedExpert:
             self._plan = env.task.plan(env, env.layout)
         pos, rot = env.controller.ee_pose(env.data)
         while True:
-            wp = self._plan[min(self._i, len(self._plan) - 1)]
+            wp = self._plan[self._i]
             goal = np.asarray(wp.pos, dtype=np.float64)
-            if wp.carry is not None:  # correct for where the object sits in the hand
-                goal[:2] += pos[:2] - env.position(wp.carry)[:2]
+            if wp.carry is not None:  # aim the held object, wherever it sits in the hand
+                goal += pos - env.position(wp.carry)
             err = goal - pos
-            done_here = np.linalg.norm(err) < wp.tol and self._held >= wp.hold
-            if done_here and self._i < len(self._plan) - 1:
-                self._i += 1
-                self._held = 0
-                continue
+            stalled = self._held > STALL_STEPS and wp.gripper > 0 and wp.carry is None
+            if stalled or (np.linalg.norm(err) < wp.tol and self._held >= wp.hold):
+                if self._i < len(self._plan) - 1 and not stalled:
+                    self._i += 1
+                    self._held = 0
+                    continue
+                if not env.task.success(env, env.layout) and self._replans < MAX_REPLANS:
+                    # plan finished without success: look at the scene again and retry
+                    self._plan = env.task.plan(env, env.layout)
+                    self._i, self._held = 0, 0
+                    self._replans += 1
+                    continue
             break
         self._held += 1
         lim = env.controller.limits

@@ -42,6 +42,9 @@ class SceneView:
     def yaw(self, name: str) -> float:  # radians about z
         raise NotImplementedError
 
+    def ee_position(self) -> np.ndarray:  # [3] metres, the end-effector site
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class Waypoint:
@@ -56,7 +59,7 @@ class Waypoint:
     hold: int = 0
     yaw: float = 0.0  # gripper yaw about the base z axis, radians
     speed: float | None = None  # max metres per step toward this waypoint (None: the action limit)
-    carry: str | None = None  # object held in the hand: aim so that *it* reaches pos in x, y
+    carry: str | None = None  # object held in the hand: pos is where *its centre* should go
 
 
 @dataclass
@@ -162,24 +165,31 @@ def in_region(scene, obj, region):
 HOVER = 0.15  # end-effector site height for transit (fingertips ~5 cm lower)
 TIP_BELOW_SITE = 0.05  # the fingertips reach this far below the Panda's end_effector site
 GRASP_DEPTH = 0.033  # site height above an object's centre when grasping: pads span the centre
+PUSH_SEGMENT = 0.06  # metres pushed before the expert looks again
+CARRY_Z = 0.11  # height of a carried object's bottom in transit: clears bowl walls and cubes
 
 
-def pick_and_place(scene: SceneView, obj: str, place_xy, place_z: float, grasp_z: float) -> list[Waypoint]:
-    """Waypoints: above obj, down, close, lift, above target, down, open, up."""
+def pick_and_place(scene: SceneView, obj: str, place_xy, place_z: float, half: float = CUBE_HALF) -> list[Waypoint]:
+    """Waypoints: above obj, down, close, lift, carry over the target, lower, open, retreat.
+
+    ``place_z`` is where the *object's centre* should be released; the carry waypoints aim the
+    held object (not the hand), so a grasp that slipped in the fingers is corrected for.
+    """
     p = scene.position(obj)
     gx, gy = p[0], p[1]
     tx, ty = place_xy
+    grasp_z = p[2] + GRASP_DEPTH  # end-effector site above the object's centre
     # cubes are 90-degree symmetric: grasp across the faces with the smallest gripper turn
-    yaw = _cube_yaw(scene, obj) if scene.position(obj)[2] < 0.03 else 0.0
+    yaw = _cube_yaw(scene, obj) if abs(half - CUBE_HALF) < 1e-9 else 0.0
     return [
         Waypoint((gx, gy, HOVER), -1, tol=0.01, yaw=yaw),
         Waypoint((gx, gy, grasp_z), -1, tol=0.006, yaw=yaw),
         Waypoint((gx, gy, grasp_z), 1, tol=0.02, hold=6, yaw=yaw),
         Waypoint((gx, gy, HOVER + 0.03), 1, tol=0.015, yaw=yaw),
-        Waypoint((tx, ty, HOVER + 0.03), 1, tol=0.01, yaw=yaw, carry=obj),
-        Waypoint((tx, ty, place_z), 1, tol=0.006, yaw=yaw, carry=obj, speed=0.015),
-        Waypoint((tx, ty, place_z), -1, tol=0.03, hold=5, yaw=yaw),
-        Waypoint((tx, ty, HOVER + 0.03), -1, tol=0.02, yaw=yaw),
+        Waypoint((tx, ty, CARRY_Z + half), 1, tol=0.01, yaw=yaw, carry=obj),
+        Waypoint((tx, ty, place_z), 1, tol=0.005, yaw=yaw, carry=obj, speed=0.012),
+        Waypoint((tx, ty, place_z), -1, tol=0.03, hold=5, yaw=yaw, carry=obj),
+        Waypoint((tx, ty, HOVER + 0.05), -1, tol=0.02, yaw=yaw),
     ]
 
 
@@ -188,21 +198,34 @@ def _cube_yaw(scene: SceneView, obj: str) -> float:
 
 
 def push_plan(scene: SceneView, obj: str, region: str) -> list[Waypoint]:
-    """Approach behind the object on the line to the region centre, lower, push through."""
+    """One closed-loop push segment toward the region centre.
+
+    If the hand is already low and on the line behind the object it pushes up to PUSH_SEGMENT
+    further; otherwise it lifts, moves behind the object, lowers, then pushes. The expert replans
+    after each segment, so drift of the object off the line is corrected.
+    """
     p, r = scene.position(obj), scene.position(region)
     d = r[:2] - p[:2]
     dist = float(np.linalg.norm(d))
     u = d / max(dist, 1e-6)
-    start = p[:2] - u * (CUBE_HALF + 0.035)
-    end = r[:2] - u * (CUBE_HALF + 0.012)
-    z = TIP_BELOW_SITE + 0.018  # fingertips at mid-height of the cube
+    behind = p[:2] - u * (CUBE_HALF + 0.03)
+    goal = p[:2] + u * min(PUSH_SEGMENT, max(dist - 0.01, 0.0))
+    z = TIP_BELOW_SITE + 0.01  # fingertips 1 cm above the table: low enough not to ride over the cube
     # turn the hand so the closed fingers' wide side (3.7 cm, across the slide axis) pushes
-    yaw = float((np.arctan2(u[1], u[0]) - np.pi / 2 + np.pi / 2) % np.pi - np.pi / 2)
+    yaw = float((np.arctan2(u[1], u[0]) + np.pi / 2) % np.pi - np.pi / 2)
+    ee = scene.ee_position()
+    rel = ee[:2] - p[:2]
+    along, across = float(rel @ u), float(abs(rel[0] * u[1] - rel[1] * u[0]))
+    aligned = ee[2] < z + 0.015 and across < 0.012 and -(CUBE_HALF + 0.06) < along < -CUBE_HALF
+    push = Waypoint((goal[0] - u[0] * (CUBE_HALF + 0.012), goal[1] - u[1] * (CUBE_HALF + 0.012), z), 1, tol=0.008,
+                    speed=0.012, yaw=yaw)  # fmt: skip
+    if aligned:
+        return [push]
     return [
-        Waypoint((start[0], start[1], HOVER), 1, tol=0.01, yaw=yaw),
-        Waypoint((start[0], start[1], z), 1, tol=0.006, yaw=yaw),
-        Waypoint((end[0], end[1], z), 1, tol=0.008, speed=0.015, yaw=yaw),
-        Waypoint((end[0], end[1], HOVER), 1, tol=0.02, yaw=yaw),
+        Waypoint((ee[0], ee[1], HOVER), 1, tol=0.02, yaw=yaw),
+        Waypoint((behind[0], behind[1], HOVER), 1, tol=0.01, yaw=yaw),
+        Waypoint((behind[0], behind[1], z), 1, tol=0.006, yaw=yaw),
+        push,
     ]
 
 
@@ -221,7 +244,7 @@ def _pick_cube() -> Task:
         instruction_fn=lambda lay: "pick up the red cube",
         success_fn=lambda s, lay: lifted(s, "red_cube"),
         plan_fn=lambda s, lay: (
-            pick_and_place(s, "red_cube", s.position("red_cube")[:2], 0.25, CUBE_HALF + GRASP_DEPTH)[:4]
+            pick_and_place(s, "red_cube", s.position("red_cube")[:2], 0.2)[:4]
             + [Waypoint(tuple(s.position("red_cube")[:2]) + (0.25,), 1, tol=0.01, yaw=_cube_yaw(s, "red_cube"))]
         ),
         max_steps=80,
@@ -235,8 +258,7 @@ def _place(name, obj, kind_to, target, color_to, desc, extra=(), max_steps=150):
     obj_color = obj.split("_")[0]
     objs = (_o(obj, obj_kind, obj_color), _o(target, kind_to, color_to)) + tuple(extra)
     pred = in_bowl if kind_to == "bowl" else on_plate
-    place_z = half + GRASP_DEPTH + (0.02 if kind_to == "bowl" else 0.018)
-    grasp_z = half + GRASP_DEPTH
+    place_z = half + (0.018 if kind_to == "bowl" else 0.02)  # a little above the bowl floor / plate
     return Task(
         name=name,
         objects=objs,
@@ -244,7 +266,7 @@ def _place(name, obj, kind_to, target, color_to, desc, extra=(), max_steps=150):
             f"put the {obj_color} {obj_kind} {'in' if kind_to == 'bowl' else 'on'} the {color_to} {kind_to}"
         ),
         success_fn=lambda s, lay: pred(s, obj, target, half),
-        plan_fn=lambda s, lay: pick_and_place(s, obj, s.position(target)[:2], place_z, grasp_z),
+        plan_fn=lambda s, lay: pick_and_place(s, obj, s.position(target)[:2], place_z, half),
         max_steps=max_steps,
         description=desc,
     )
@@ -257,9 +279,7 @@ def _stack() -> Task:
         objects=objs,
         instruction_fn=lambda lay: "stack the red cube on the blue cube",
         success_fn=lambda s, lay: stacked(s, "red_cube", "blue_cube"),
-        plan_fn=lambda s, lay: pick_and_place(
-            s, "red_cube", s.position("blue_cube")[:2], 3 * CUBE_HALF + GRASP_DEPTH + 0.01, CUBE_HALF + GRASP_DEPTH
-        ),
+        plan_fn=lambda s, lay: pick_and_place(s, "red_cube", s.position("blue_cube")[:2], 3 * CUBE_HALF + 0.006),
         max_steps=150,
         description="stack one cube on another",
     )
@@ -286,7 +306,7 @@ def _push() -> Task:
         success_fn=lambda s, lay: in_region(s, "yellow_cube", "target"),
         plan_fn=lambda s, lay: push_plan(s, "yellow_cube", "target"),
         layout_fn=layout,
-        max_steps=120,
+        max_steps=160,
         description="push a cube into a marked region with a closed gripper",
     )
 
@@ -321,9 +341,7 @@ def _bowl_left_of_plate() -> Task:
         objects=objs,
         instruction_fn=lambda lay: f"put the red cube in the bowl {lay['side']} of the plate",
         success_fn=lambda s, lay: in_bowl(s, "red_cube", lay["target"]),
-        plan_fn=lambda s, lay: pick_and_place(
-            s, "red_cube", s.position(lay["target"])[:2], CUBE_HALF + GRASP_DEPTH + 0.02, CUBE_HALF + GRASP_DEPTH
-        ),
+        plan_fn=lambda s, lay: pick_and_place(s, "red_cube", s.position(lay["target"])[:2], CUBE_HALF + 0.018),
         layout_fn=layout,
         max_steps=150,
         description="spatial relation: two identical bowls, the plate between them disambiguates",
@@ -347,9 +365,7 @@ def _nearest_cube() -> Task:
         objects=objs,
         instruction_fn=lambda lay: "put the cube closest to the robot in the green bowl",
         success_fn=lambda s, lay: in_bowl(s, lay["target"], "bowl"),
-        plan_fn=lambda s, lay: pick_and_place(
-            s, lay["target"], s.position("bowl")[:2], CUBE_HALF + GRASP_DEPTH + 0.02, CUBE_HALF + GRASP_DEPTH
-        ),
+        plan_fn=lambda s, lay: pick_and_place(s, lay["target"], s.position("bowl")[:2], CUBE_HALF + 0.018),
         layout_fn=layout,
         max_steps=150,
         description="spatial relation: distance to the robot picks the object",

@@ -41,6 +41,9 @@ MUG_RADIUS = 0.025
 MUG_HALF_HEIGHT = 0.04
 REGION_HALF = 0.06
 
+OBJECT_FRICTION = 0.5  # objects and table (sliding)
+FINGER_FRICTION = 1.5  # finger pads
+
 KINDS = ("cube", "bowl", "plate", "mug", "region")
 MOVABLE = ("cube", "mug")
 
@@ -86,7 +89,7 @@ def _add_cube(body, spec: ObjectSpec):
     body.add_freejoint(name=f"{spec.name}_joint")
     body.add_geom(
         name=f"{spec.name}_geom", type=mujoco.mjtGeom.mjGEOM_BOX, size=[CUBE_HALF] * 3, rgba=COLORS[spec.color],
-        mass=0.05, friction=[1.5, 0.01, 0.001], condim=4, group=1,
+        mass=0.05, friction=[OBJECT_FRICTION, 0.01, 0.001], condim=4, group=1,
     )  # fmt: skip
 
 
@@ -94,7 +97,7 @@ def _add_mug(body, spec: ObjectSpec):
     body.add_freejoint(name=f"{spec.name}_joint")
     body.add_geom(
         name=f"{spec.name}_geom", type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[MUG_RADIUS, MUG_HALF_HEIGHT, 0],
-        rgba=COLORS[spec.color], mass=0.08, friction=[1.5, 0.01, 0.001], condim=4, group=1,
+        rgba=COLORS[spec.color], mass=0.08, friction=[OBJECT_FRICTION, 0.01, 0.001], condim=4, group=1,
     )  # fmt: skip
     body.add_geom(
         name=f"{spec.name}_handle", type=mujoco.mjtGeom.mjGEOM_BOX, size=[0.012, 0.004, 0.025],
@@ -175,7 +178,14 @@ def build_model(
     for body in spec.bodies:
         if body.name.startswith(BODY_PREFIX):
             body.gravcomp = 1.0  # the real Panda's controller compensates gravity
+    finger_bodies = {b.name for b in spec.bodies if b.name.endswith("finger")}
     for geom in spec.geoms:
+        if geom.parent.name in finger_bodies and geom.contype:
+            # rubber finger pads: their friction wins in finger-object contacts (priority), so
+            # objects can slide on the table (low friction, no tipping when pushed) yet not slip
+            # out of a grasp
+            geom.priority = 1
+            geom.friction = [FINGER_FRICTION, 0.01, 0.0001]
         if geom.group == 3 and low_poly:
             geom.rgba = [0.55, 0.57, 0.6, 1.0]  # opaque, so the collision meshes render as the robot
 
@@ -189,7 +199,7 @@ def build_model(
     world.add_geom(
         name="table", type=mujoco.mjtGeom.mjGEOM_BOX, size=list(TABLE_HALF),
         pos=[TABLE_CENTER_XY[0], TABLE_CENTER_XY[1], TABLE_TOP_Z - TABLE_HALF[2]], rgba=[0.72, 0.6, 0.45, 1],
-        friction=[1.0, 0.01, 0.001], group=1,
+        friction=[OBJECT_FRICTION, 0.01, 0.001], group=1,
     )  # fmt: skip
     for obj in objects:
         body = world.add_body(name=obj.name, pos=[0.5, 0.0, 0.2 if obj.movable else 0.0])

@@ -42,6 +42,8 @@ class ScriptedExpert:
                 goal += pos - env.position(wp.carry)
             err = goal - pos
             stalled = self._held > STALL_STEPS and wp.gripper > 0 and wp.carry is None
+            # the object we are carrying is no longer in the hand: start over from the scene
+            stalled |= wp.carry is not None and wp.gripper > 0 and not env.touching_gripper(wp.carry)
             if stalled or (np.linalg.norm(err) < wp.tol and self._held >= wp.hold):
                 if self._i < len(self._plan) - 1 and not stalled:
                     self._i += 1

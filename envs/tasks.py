@@ -182,7 +182,7 @@ def pick_and_place(scene: SceneView, obj: str, place_xy, place_z: float, half: f
     # cubes are 90-degree symmetric: grasp across the faces with the smallest gripper turn
     yaw = _cube_yaw(scene, obj) if abs(half - CUBE_HALF) < 1e-9 else 0.0
     return [
-        Waypoint((gx, gy, HOVER), -1, tol=0.008, hold=2, yaw=yaw),  # settle before going down
+        Waypoint((gx, gy, HOVER), -1, tol=0.005, hold=3, yaw=yaw),  # settle before going down
         Waypoint((gx, gy, grasp_z), -1, tol=0.006, yaw=yaw, speed=0.02),
         Waypoint((gx, gy, grasp_z), 1, tol=0.02, hold=6, yaw=yaw),
         Waypoint((gx, gy, HOVER + 0.03), 1, tol=0.015, yaw=yaw),

@@ -13,7 +13,7 @@ import sys
 
 _PROBE = (
     "import os; os.environ['MUJOCO_GL']='{b}'; os.environ['PYOPENGL_PLATFORM']='{b}';"
-    "from mujoco.gl_context import GLContext; c=GLContext(8, 8); c.make_current(); c.free()"
+    "from mujoco.{b} import GLContext; c=GLContext(8, 8); c.make_current(); c.free()"
 )
 
 
@@ -44,3 +44,20 @@ def software_rendering() -> bool:
     if os.environ.get("MUJOCO_GL") == "osmesa":
         return True
     return not os.path.exists("/dev/nvidia0") and not os.path.exists("/dev/nvidiactl")
+
+
+def gl_context_class():
+    """The GLContext class for the selected backend.
+
+    Imported explicitly by name rather than through ``mujoco.gl_context``, which binds the
+    backend when mujoco is first imported: a script that imports mujoco before ``envs`` would
+    otherwise get GLFW (and fail without a display).
+    """
+    backend = os.environ.get("MUJOCO_GL", "").lower()
+    if backend == "egl":
+        from mujoco.egl import GLContext
+    elif backend == "osmesa":
+        from mujoco.osmesa import GLContext
+    else:
+        from mujoco.gl_context import GLContext
+    return GLContext

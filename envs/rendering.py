@@ -14,6 +14,7 @@ import contextlib
 import mujoco
 import numpy as np
 
+from envs._gl import gl_context_class
 from envs.cameras import CameraRig
 
 
@@ -52,9 +53,7 @@ class MultiViewRenderer:
         self._zbuf = np.empty((rig.height, rig.width), np.float32)
 
     def _init_gl(self):
-        from mujoco.gl_context import GLContext
-
-        self._gl = GLContext(self.model.vis.global_.offwidth, self.model.vis.global_.offheight)
+        self._gl = gl_context_class()(self.model.vis.global_.offwidth, self.model.vis.global_.offheight)
         self._gl.make_current()
         self._ctx = mujoco.MjrContext(self.model, int(mujoco.mjtFontScale.mjFONTSCALE_150))
         mujoco.mjr_setBuffer(int(mujoco.mjtFramebuffer.mjFB_OFFSCREEN), self._ctx)

@@ -160,6 +160,19 @@ def test_expert_solves_seeded_episode(task):
     assert info["is_success"] and r == 1.0
 
 
+def test_renders_when_mujoco_was_imported_first():
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    code = (
+        "import mujoco, gymnasium as gym, envs\n"
+        "e = gym.make('MVBench/PickCube-v0', width=16, height=16)\n"
+        "o, _ = e.reset(seed=0)\n"
+        "print(int(o['cameras']['front']['depth'].max() > 0))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "1"
+
+
 def test_gl_backend_defaults_to_egl():
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
     out = subprocess.run(

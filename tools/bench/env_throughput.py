@@ -28,10 +28,11 @@ def main() -> None:
     ap.add_argument("--out", default="outputs/bench/env_throughput.json")
     args = ap.parse_args()
 
+    import envs  # noqa: F401  (first: picks the GL backend before mujoco loads, registers ids)
+
+    # isort: split
     import gymnasium as gym
     import mujoco
-
-    import envs  # noqa: F401  (first: picks the GL backend before mujoco loads, registers ids)
 
     env = gym.make(f"MVBench/{args.task}-v0", width=args.size, height=args.size, low_poly=not args.full_meshes)
     u = env.unwrapped

@@ -54,6 +54,9 @@ class TabletopEnv(gym.Env, SceneView):
         low_poly: render the robot's collision meshes (default: on when rendering in software).
         shadows: shadow-casting lights (default: off in software rendering).
         offsamples: multisampling (default: 0 in software rendering, 4 on GPU).
+        privileged: add ``obs["expert_action"]`` [7], the scripted expert's action for this state.
+            Only for reference upper bounds and data collection, where the policy is not learned
+            (it lets the expert run inside vector-env workers).
 
     Examples:
         >>> import gymnasium, envs
@@ -79,6 +82,7 @@ class TabletopEnv(gym.Env, SceneView):
         shadows: bool | None = None,
         offsamples: int | None = None,
         limits: ActionLimits | None = None,
+        privileged: bool = False,
     ):
         if isinstance(task, str):
             if task not in TASKS:
@@ -147,6 +151,13 @@ class TabletopEnv(gym.Env, SceneView):
             )
         if obs_mode == "pointcloud":
             obs["points"] = spaces.Box(-np.inf, np.inf, (num_points, 6), np.float32)
+        self.privileged = privileged
+        self._expert = None
+        if privileged:
+            from envs.expert import ScriptedExpert
+
+            obs["expert_action"] = self.action_space
+            self._expert = ScriptedExpert(self)
         self.observation_space = spaces.Dict(obs)
 
     # -- SceneView ----------------------------------------------------------------------------
@@ -200,6 +211,8 @@ class TabletopEnv(gym.Env, SceneView):
         self._target_pos, self._target_rot = self.controller.ee_pose(d)
         self._gripper = -1.0
         self.instruction = self.task.instruction(self._layout)
+        if self._expert is not None:
+            self._expert.reset()
         return self._observation(), self._info(clipped=False)
 
     def step(self, action):
@@ -273,6 +286,8 @@ class TabletopEnv(gym.Env, SceneView):
 
     def _observation(self) -> dict:
         obs: dict[str, Any] = {"state": self._state()}
+        if self._expert is not None:
+            obs["expert_action"] = self._expert.act()
         if self.obs_mode == "state":
             return obs
         frames = self._renderer.render(self.data)

@@ -63,6 +63,8 @@ class EvalExpert:
     split: str = "default"
     size: int = 64
     out: Path = Path("outputs/mvbench")
+    video: bool = False
+    """also write a GIF per episode under <out>/videos/<policy>/"""
 
 
 def _list(args: List) -> None:
@@ -133,8 +135,9 @@ def _collect(args: Collect) -> None:
 def _eval_expert(args: EvalExpert) -> None:
     from envs.mvbench.evaluate import EvalConfig, ExpertPolicy, RandomPolicy, evaluate, format_table
 
-    cfg = EvalConfig(width=args.size, height=args.size)
     for name, policy in (("expert", ExpertPolicy()), ("random", RandomPolicy(seed=0))):
+        video_dir = str(args.out / "videos" / name) if args.video else None
+        cfg = EvalConfig(width=args.size, height=args.size, video_dir=video_dir)
         res = evaluate(
             policy, args.tasks, args.groups, episodes_per_task=args.episodes, seeds=args.seeds, split=args.split,
             config=cfg, out=args.out / f"{name}.json",

@@ -109,6 +109,8 @@ def collect_task(task: str, out: str | Path, cfg: CollectConfig, split: ViewSpli
     }
     _merge(sorted(parts.glob("demo_*.hdf5"))[: cfg.episodes], final, attrs)
     shutil.rmtree(parts)
+    if not any(parts.parent.iterdir()):
+        parts.parent.rmdir()
     return final
 
 

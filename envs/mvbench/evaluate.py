@@ -74,6 +74,8 @@ class EvalConfig:
     height: int = 128
     wrist: bool = True
     control_hz: float = 20.0
+    video_dir: str | None = None
+    """if set, write each episode's main-camera frames as <video_dir>/<task>/<group>/<view>_s<seed>_e<ep>.gif"""
 
 
 def episode_seed(seed: int, task: str, episode: int) -> int:
@@ -107,7 +109,18 @@ def _index(tree, i):
     return tree[i]
 
 
-def _run_group(policy, task: str, views: Sequence[CameraSpec], seeds, episodes: int, cfg: EvalConfig, privileged: bool):
+def _write_video(path: Path, frames: list) -> None:
+    import imageio.v2 as imageio
+
+    from worldline.io import atomic_write
+
+    with atomic_write(path) as f:
+        imageio.mimwrite(f, frames, format="GIF", duration=50, loop=0)
+
+
+def _run_group(
+    policy, task: str, group: str, views: Sequence[CameraSpec], seeds, episodes: int, cfg: EvalConfig, privileged: bool
+):
     """Run ``episodes`` episodes per seed in every view, one vector-env worker per view."""
     import gymnasium as gym
 
@@ -147,6 +160,8 @@ def _run_group(policy, task: str, views: Sequence[CameraSpec], seeds, episodes: 
 
         info = start([True] * n)
         instructions = list(info["instruction"])
+        frames: list[list] = [[] for _ in range(n)]
+        record = cfg.video_dir is not None
         while True:
             active = [current[i] is not None for i in range(n)]
             if not any(active):
@@ -155,6 +170,8 @@ def _run_group(policy, task: str, views: Sequence[CameraSpec], seeds, episodes: 
             for i in range(n):
                 if active[i]:
                     actions[i] = policies[i].act(_index(obs, i), instructions[i])
+                    if record:
+                        frames[i].append(obs["cameras"]["main"]["rgb"][i].copy())
             obs, _, term, trunc, info = venv.step(actions)
             restart = [False] * n
             for i in range(n):
@@ -164,6 +181,10 @@ def _run_group(policy, task: str, views: Sequence[CameraSpec], seeds, episodes: 
                 if term[i] or trunc[i]:
                     s, e = current[i]
                     results.append((i, s, e, bool(info["is_success"][i]), steps[i]))
+                    if record:
+                        frames[i].append(obs["cameras"]["main"]["rgb"][i].copy())
+                        _write_video(Path(cfg.video_dir) / task / group / f"{views[i].name}_s{s}_e{e}.gif", frames[i])
+                        frames[i] = []
                     pos[i] += 1
                     current[i] = None
                     restart[i] = pos[i] < len(queue)
@@ -230,7 +251,7 @@ def evaluate(
         table[task] = {}
         for group in groups:
             views = split.cameras(group)
-            res = _run_group(policy, task, views, list(seeds), episodes_per_task, config, privileged)
+            res = _run_group(policy, task, group, views, list(seeds), episodes_per_task, config, privileged)
             per_seed = []
             for s in seeds:
                 ok = [r[3] for r in res if r[1] == s]

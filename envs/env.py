@@ -28,7 +28,7 @@ from envs.cameras import CameraRig, CameraSpec, default_rig
 from envs.control import ActionLimits, DLSController, rotation_error
 from envs.rendering import MultiViewRenderer
 from envs.robot import FINGER_JOINTS, HOME_QPOS
-from envs.scene import build_model
+from envs.scene import CUBE_HALF, MUG_HALF_HEIGHT, build_model
 from envs.tasks import TASKS, SceneView, Task
 from worldline.camera import Camera
 from worldline.points import crop_to_box, fuse_rgbd, resample_points
@@ -127,12 +127,8 @@ class TabletopEnv(gym.Env, SceneView):
         self._target_rot = np.eye(3)
         self._gripper = -1.0
 
-        self.action_space = spaces.Box(-1.0, 1.0, (7,), np.float32)
-        self.action_space.low[:3] = -limits.max_translation
-        self.action_space.high[:3] = limits.max_translation
-        self.action_space.low[3:6] = -limits.max_rotation
-        self.action_space.high[3:6] = limits.max_rotation
-        self.action_space = spaces.Box(self.action_space.low, self.action_space.high, (7,), np.float32)
+        high = np.array([limits.max_translation] * 3 + [limits.max_rotation] * 3 + [1.0], np.float32)
+        self.action_space = spaces.Box(-high, high, (7,), np.float32)
         obs = {"state": spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}
         if obs_mode != "state":
             h, w = height, width
@@ -222,14 +218,13 @@ class TabletopEnv(gym.Env, SceneView):
         if not np.isfinite(a).all():
             raise ValueError(f"action: contains NaN or inf: {a.tolist()}")
         a, clipped = self.controller.clip(a)
-        ee_pos, _ = self.controller.ee_pose(self.data)
+        ee_pos, ee_rot = self.controller.ee_pose(self.data)
         # integrate the command, but never let it run away from where the hand really is
         target = self._target_pos + a[:3]
         target = ee_pos + np.clip(target - ee_pos, -MAX_POS_LEAD, MAX_POS_LEAD)
         self._target_pos = np.clip(target, WORKSPACE_BOX[0], WORKSPACE_BOX[1])
         self._target_rot = self.controller.delta_rotation(self._target_rot, a[3:6])
         # same for orientation: keep the commanded rotation within MAX_ROT_LEAD of the real one
-        _, ee_rot = self.controller.ee_pose(self.data)
         lead = rotation_error(self._target_rot, ee_rot)
         n = np.linalg.norm(lead)
         if n > MAX_ROT_LEAD:
@@ -257,8 +252,6 @@ class TabletopEnv(gym.Env, SceneView):
         return self._layout
 
     def _rest_height(self, name: str) -> float:
-        from envs.scene import CUBE_HALF, MUG_HALF_HEIGHT
-
         kind = next(o.kind for o in self.task.objects if o.name == name)
         return (MUG_HALF_HEIGHT if kind == "mug" else CUBE_HALF) + 0.001
 

@@ -39,14 +39,13 @@ def _convert(tp: Any, value: Any, key: str, source: str | None) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _convert(arg, value, key, source)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue  # try the next member of the union
         raise ConfigError(f"{_where(key, source)}: value {value!r} matches none of {tp}")
     if origin is Literal:
         if value not in args:

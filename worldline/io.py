@@ -27,6 +27,16 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
+def _fsync_dir(directory: Path) -> None:
+    """fsync ``directory`` so a rename inside it is durable (best effort: some filesystems refuse)."""
+    with contextlib.suppress(OSError):
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; on success fsync and rename it into place.
@@ -53,20 +63,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    # make the rename itself durable
-    with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    _fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path for libraries that write files themselves (h5py, safetensors).
 
-    After the body returns the file is fsync'ed and renamed onto ``path``; on error it is removed.
+    After the body returns the file is fsync'ed and renamed onto ``path`` and the directory is
+    fsync'ed so the rename is durable; on error the temporary file is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +87,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
 
 
 def save_json(obj, path: str | os.PathLike, *, indent: int = 2) -> None:

@@ -59,16 +59,6 @@ def test_from_fov_centres_principal_point():
     torch.testing.assert_close(uv[1], torch.tensor([48.0, 16.0]))
 
 
-def test_rays_hit_unprojected_points():
-    cam = _random_camera(3, (2,))
-    o, d = cam.rays(normalize=False)
-    depth = torch.full((2, cam.height, cam.width), 2.5, dtype=torch.float64)
-    torch.testing.assert_close(o + 2.5 * d, cam.unproject(depth))
-    _, dn = cam.rays()
-    torch.testing.assert_close(dn.norm(dim=-1), torch.ones(dn.shape[:-1], dtype=torch.float64))
-    torch.testing.assert_close(o[..., 0, 0, :], cam.center)
-
-
 def test_resize_and_crop_keep_geometry():
     cam = _random_camera(11)
     p = cam.unproject(torch.full((cam.height, cam.width), 3.0, dtype=torch.float64))[5, 7][None]

@@ -52,8 +52,22 @@ def test_typo_in_key_names_key_and_file(tmp_path):
         ({"name": "a", "views": "front"}, r"'views'.*expected a list"),
         ({"name": "a", "optim": {"betas": [1.0]}}, r"'optim.betas'.*expected 2 items"),
         ({"steps": 3}, r"missing required key 'name'"),
+        ({"name": "a", "out": 5}, r"'out' in x.yaml: value 5 matches none of"),
     ],
 )
 def test_mistyped_values_are_errors(data, pattern):
     with pytest.raises(ConfigError, match=pattern):
         from_dict(Train, data, source="x.yaml")
+
+
+@dataclass
+class Mixed:
+    seed: int | str | None = None
+
+
+@pytest.mark.parametrize("value", [None, 3, "auto"])
+def test_union_takes_the_first_member_that_accepts(value):
+    got = from_dict(Mixed, {"seed": value}).seed
+    assert got == value and type(got) is type(value)
+    with pytest.raises(ConfigError, match=r"'seed': value 1.5 matches none of"):
+        from_dict(Mixed, {"seed": 1.5})

@@ -1,5 +1,3 @@
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -17,13 +15,6 @@ from worldline.points import (
     transform_points,
     voxel_downsample,
 )
-
-
-def _render_plane_depth(cam: Camera, normal: torch.Tensor, offset: float) -> torch.Tensor:
-    """Ray-cast the plane n.x = offset: planar depth per pixel, 0 where the ray misses."""
-    o, d = cam.rays(normalize=False)  # d has camera-z 1, so t is planar depth
-    t = (offset - (o * normal).sum(-1)) / (d * normal).sum(-1)
-    return torch.where(t > 0, t, torch.zeros_like(t))
 
 
 def test_depth_to_points_matches_open3d():
@@ -54,28 +45,6 @@ def test_depth_to_points_matches_open3d():
     np.testing.assert_allclose(ours, ref, atol=1e-6)
     cam_pts, _ = depth_to_points(depth, K, frame="camera")
     torch.testing.assert_close(transform_points(T.se3_inverse(w2c), cam_pts.reshape(-1, 3)), pts.reshape(-1, 3))
-
-
-def test_fused_views_of_plane_lie_on_plane():
-    normal = torch.tensor([0.1, -0.2, 1.0], dtype=torch.float64)
-    normal = normal / normal.norm()
-    offset = 0.3
-    cams = []
-    for az in range(4):
-        a = az * math.pi / 2 + 0.3
-        eye = torch.tensor([1.2 * math.cos(a), 1.2 * math.sin(a), 1.5], dtype=torch.float64)
-        cams.append(Camera.from_fov(math.radians(60), 32, 24, w2c=T.look_at(eye, torch.zeros(3, dtype=eye.dtype))))
-    batched = Camera(torch.stack([c.K for c in cams]).double(), torch.stack([c.w2c for c in cams]), 32, 24)
-    depths = torch.stack([_render_plane_depth(c, normal, offset) for c in cams])
-    rgbs = torch.randint(0, 256, (4, 24, 32, 3), dtype=torch.uint8)
-    cloud = fuse_rgbd(batched, depths, rgbs)
-    assert len(cloud) == int((depths > 0).sum())
-    residual = cloud.xyz @ normal - offset
-    assert residual.abs().max() < 1e-9
-    assert cloud.rgb.min() >= 0 and cloud.rgb.max() <= 1
-    # per-view fusion agrees with batched fusion
-    cloud2 = fuse_rgbd(cams, list(depths), list(rgbs))
-    torch.testing.assert_close(cloud2.xyz, cloud.xyz)
 
 
 def test_fuse_rejects_mismatched_views():

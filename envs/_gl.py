@@ -39,13 +39,6 @@ def select_gl_backend() -> str:
     return "egl"
 
 
-def software_rendering() -> bool:
-    """True when rendering runs on the CPU (Mesa llvmpipe or OSMesa): no NVIDIA EGL device."""
-    if os.environ.get("MUJOCO_GL") == "osmesa":
-        return True
-    return not os.path.exists("/dev/nvidia0") and not os.path.exists("/dev/nvidiactl")
-
-
 def gl_context_class():
     """The GLContext class for the selected backend.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from worldline.transforms import look_at, matrix_to_quat
+from worldline.transforms import look_at, matrix_to_quat, opencv_to_opengl, se3_inverse
 
 WORKSPACE_CENTER = (0.5, 0.0, 0.05)
 
@@ -42,6 +42,9 @@ class CameraSpec:
     wrist: bool = False
 
     def __post_init__(self):
+        object.__setattr__(self, "target", tuple(float(x) for x in self.target))  # lists from JSON, too
+        if len(self.target) != 3:
+            raise ValueError(f"target: expected 3 coordinates for camera {self.name!r}, got {self.target}")
         if not self.name or not self.name.replace("_", "").isalnum():
             raise ValueError(f"name: camera names must be alphanumeric/underscore, got {self.name!r}")
         if not (0 < self.fovy < 180):
@@ -60,9 +63,8 @@ class CameraSpec:
     def mujoco_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """(pos [3], quat wxyz [4]) of the MuJoCo camera frame (looks down -z, y up)."""
         w2c = look_at(torch.tensor(self.eye(), dtype=torch.float64), torch.tensor(self.target, dtype=torch.float64))
-        c2w_cv = w2c[:3, :3].T  # columns: camera x, y, z (OpenCV) in world
-        c2w_gl = c2w_cv * torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)  # flip y and z axes
-        return self.eye(), matrix_to_quat(c2w_gl).numpy()
+        c2w_gl = opencv_to_opengl(se3_inverse(w2c))
+        return self.eye(), matrix_to_quat(c2w_gl[:3, :3]).numpy()
 
 
 #: The wrist camera: on the hand, looking along the fingers.
@@ -88,21 +90,6 @@ class CameraRig:
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"width/height: expected positive pixels, got {self.width}x{self.height}")
         object.__setattr__(self, "names", names)
-
-
-def view_ring(
-    n: int,
-    start: float = -135.0,
-    span: float = 270.0,
-    elevation: float = 35.0,
-    radius: float = 1.1,
-    prefix: str = "view",
-) -> tuple[CameraSpec, ...]:
-    """``n`` cameras evenly spread over ``span`` degrees of azimuth starting at ``start``."""
-    step = span / (n - 1) if n > 1 else 0.0
-    return tuple(
-        CameraSpec(name=f"{prefix}{i}", azimuth=start + i * step, elevation=elevation, radius=radius) for i in range(n)
-    )
 
 
 def default_rig(width: int = 128, height: int = 128) -> CameraRig:

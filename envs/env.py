@@ -15,6 +15,7 @@ The intrinsics/extrinsics are exactly what :class:`worldline.Camera` takes.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
@@ -23,13 +24,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from envs._gl import software_rendering
 from envs.cameras import CameraRig, CameraSpec, default_rig
 from envs.control import ActionLimits, DLSController, rotation_error
+from envs.profiles import RenderProfile, get_profile
 from envs.rendering import MultiViewRenderer
 from envs.robot import FINGER_JOINTS, HOME_QPOS
-from envs.scene import CUBE_HALF, MUG_HALF_HEIGHT, build_model
-from envs.tasks import TASKS, SceneView, Task
+from envs.scene import COLORS, CUBE_HALF, MUG_HALF_HEIGHT, build_model
+from envs.tasks import SUCCESS_STEPS, TASKS, SceneView, Task
 from worldline.camera import Camera
 from worldline.points import crop_to_box, fuse_rgbd, resample_points
 
@@ -45,15 +46,17 @@ class TabletopEnv(gym.Env, SceneView):
 
     Args:
         task: a task name from :data:`envs.tasks.TASKS` or a :class:`Task`.
-        cameras: camera specs (default: front, left, right and wrist).
+        cameras: camera specs, or dicts of their fields (default: front, left, right and wrist).
         width, height: image size in pixels.
         obs_mode: ``"rgbd"``, ``"pointcloud"`` or ``"state"``.
         num_points: points in the fused cloud for ``obs_mode="pointcloud"``.
         render_mode: ``None`` or ``"rgb_array"`` (all cameras side by side).
         control_hz: policy rate; physics runs at 500 Hz underneath.
-        low_poly: render the robot's collision meshes (default: on when rendering in software).
-        shadows: shadow-casting lights (default: off in software rendering).
-        offsamples: multisampling (default: 0 in software rendering, 4 on GPU).
+        render_profile: a name from :data:`envs.profiles.PROFILES` or a :class:`RenderProfile`
+            (default ``"lowpoly"``). It never depends on the machine: a GPU box and a CPU box
+            render the same images.
+        low_poly, shadows, offsamples: override single fields of the profile (the result is a
+            profile named ``"custom"``).
         privileged: add ``obs["expert_action"]`` [7], the scripted expert's action for this state.
             Only for reference upper bounds and data collection, where the policy is not learned
             (it lets the expert run inside vector-env workers).
@@ -71,13 +74,14 @@ class TabletopEnv(gym.Env, SceneView):
     def __init__(
         self,
         task: str | Task = "CubeInBowl",
-        cameras: tuple[CameraSpec, ...] | None = None,
+        cameras: tuple[CameraSpec | dict, ...] | None = None,
         width: int = 128,
         height: int = 128,
         obs_mode: str = "rgbd",
         num_points: int = 2048,
         render_mode: str | None = None,
         control_hz: float = 20.0,
+        render_profile: str | RenderProfile | None = None,
         low_poly: bool | None = None,
         shadows: bool | None = None,
         offsamples: int | None = None,
@@ -94,29 +98,40 @@ class TabletopEnv(gym.Env, SceneView):
             raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
         if not (1 <= control_hz <= 100):
             raise ValueError(f"control_hz: expected 1..100, got {control_hz}")
-        soft = software_rendering()
+        profile = get_profile(render_profile)
+        overrides = {"low_poly": low_poly, "shadows": shadows, "offsamples": offsamples}
+        overrides = {k: v for k, v in overrides.items() if v is not None and v != getattr(profile, k)}
+        if overrides:
+            profile = RenderProfile(**{**profile.to_dict(), **overrides, "name": "custom"})
+        self.render_profile = profile
         limits = ActionLimits() if limits is None else limits
         self.task = task
-        self.rig = default_rig(width, height) if cameras is None else CameraRig(tuple(cameras), width, height)
+        if cameras is not None:
+            cameras = tuple(CameraSpec(**c) if isinstance(c, dict) else c for c in cameras)
+        self.rig = default_rig(width, height) if cameras is None else CameraRig(cameras, width, height)
         self.obs_mode = obs_mode
         self.num_points = num_points
         self.render_mode = render_mode
-        self.low_poly = soft if low_poly is None else low_poly
-        shadows = (not soft) if shadows is None else shadows
-        offsamples = (0 if soft else 4) if offsamples is None else offsamples
-        self.model = build_model(task.objects, self.rig, low_poly=self.low_poly, shadows=shadows, offsamples=offsamples)
+        self.model = build_model(
+            task.objects, self.rig, low_poly=profile.low_poly, shadows=profile.shadows, offsamples=profile.offsamples
+        )
         self.data = mujoco.MjData(self.model)
         self.n_substeps = max(1, round(1.0 / (control_hz * self.model.opt.timestep)))
         self.controller = DLSController(self.model, limits)
-        self._renderer = MultiViewRenderer(self.model, self.rig, low_poly=self.low_poly)
+        self._renderer = MultiViewRenderer(self.model, self.rig, low_poly=profile.low_poly)
         self._obj_body = {o.name: mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, o.name) for o in task.objects}
         self._obj_geoms = {
             o.name: set(np.flatnonzero(self.model.geom_bodyid == self._obj_body[o.name]).tolist()) for o in task.objects
         }
-        finger_bodies = {
-            self.model.jnt_bodyid[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS
+        self._default_rgba = {
+            o.name: self.model.geom_rgba[sorted(self._obj_geoms[o.name])].copy() for o in task.objects
         }
-        self._finger_geoms = set(np.flatnonzero(np.isin(self.model.geom_bodyid, list(finger_bodies))).tolist())
+        finger_bodies = [
+            self.model.jnt_bodyid[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS
+        ]
+        # one geom set per finger: "held" needs contact with both
+        self._finger_sets = [set(np.flatnonzero(self.model.geom_bodyid == b).tolist()) for b in finger_bodies]
+        self._finger_geoms = set().union(*self._finger_sets)
         self._finger_qadr = [
             self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)] for j in FINGER_JOINTS
         ]
@@ -126,6 +141,9 @@ class TabletopEnv(gym.Env, SceneView):
         self._target_pos = np.zeros(3)
         self._target_rot = np.eye(3)
         self._gripper = -1.0
+        self._t = 0  # control steps since reset
+        self._streak = 0  # consecutive steps the task's goal has held
+        self._colored: set[str] = set()
 
         high = np.array([limits.max_translation] * 3 + [limits.max_rotation] * 3 + [1.0], np.float32)
         self.action_space = spaces.Box(-high, high, (7,), np.float32)
@@ -161,16 +179,30 @@ class TabletopEnv(gym.Env, SceneView):
     def position(self, name: str) -> np.ndarray:
         return self.data.xpos[self._obj_body[name]].copy()
 
-    def touching_gripper(self, name: str) -> bool:
+    def _fingers_touching(self, name: str) -> list[bool]:
         geoms = self._obj_geoms[name]
+        hit = [False] * len(self._finger_sets)
         for c in self.data.contact[: self.data.ncon]:
             g1, g2 = int(c.geom1), int(c.geom2)
-            if (g1 in geoms and g2 in self._finger_geoms) or (g2 in geoms and g1 in self._finger_geoms):
-                return True
-        return False
+            other = g2 if g1 in geoms else g1 if g2 in geoms else None
+            if other is not None:
+                for i, fingers in enumerate(self._finger_sets):
+                    hit[i] |= other in fingers
+        return hit
+
+    def touching_gripper(self, name: str) -> bool:
+        return any(self._fingers_touching(name))
+
+    def held(self, name: str) -> bool:
+        return all(self._fingers_touching(name))
 
     def speed(self, name: str) -> float:
-        return float(np.linalg.norm(self.data.cvel[self._obj_body[name]][3:]))
+        vel = np.empty(6)  # [angular, linear] of the body frame's origin, world orientation
+        mujoco.mj_objectVelocity(self.model, self.data, int(mujoco.mjtObj.mjOBJ_BODY), self._obj_body[name], vel, 0)
+        return float(np.linalg.norm(vel[3:]))
+
+    def up_axis(self, name: str) -> np.ndarray:
+        return self.data.xmat[self._obj_body[name]].reshape(3, 3)[:, 2].copy()
 
     def ee_position(self) -> np.ndarray:
         return self.controller.ee_pose(self.data)[0]
@@ -182,10 +214,24 @@ class TabletopEnv(gym.Env, SceneView):
     # -- gym API ------------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start an episode. ``options={"layout": layout}`` replays a layout (as returned by
+        :attr:`layout` at the start of an episode) instead of sampling one from the seed."""
         super().reset(seed=seed)
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         self._layout = self.task.sample_layout(self.np_random)
+        if options and options.get("layout") is not None:
+            given = options["layout"]
+            if (
+                not isinstance(given, dict)
+                or set(given) != set(self._layout)
+                or set(given["poses"]) != set(self._layout["poses"])
+            ):
+                raise ValueError(
+                    f"options['layout']: expected a {self.task.name} layout with keys {sorted(self._layout)} and poses "
+                    f"for {sorted(self._layout['poses'])}"
+                )
+            self._layout = copy.deepcopy(given)
         for name, (x, y, yaw) in self._layout["poses"].items():
             body = self._obj_body[name]
             quat = np.array([np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)])
@@ -206,6 +252,8 @@ class TabletopEnv(gym.Env, SceneView):
             mujoco.mj_step(m, d)
         self._target_pos, self._target_rot = self.controller.ee_pose(d)
         self._gripper = -1.0
+        self._t, self._streak = 0, 0
+        self._apply_appearance()
         self.instruction = self.task.instruction(self._layout)
         if self._expert is not None:
             self._expert.reset()
@@ -232,7 +280,12 @@ class TabletopEnv(gym.Env, SceneView):
         self._gripper = float(a[6])
         self.controller.apply(self.data, self._target_pos, self._target_rot, self._gripper)
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
-        success = self.task.success(self, self._layout)
+        self._t += 1
+        self.task.track(self, self._layout)
+        goal = self.task.goal(self, self._layout)
+        self._streak = self._streak + 1 if goal else 0
+        success = self._streak >= SUCCESS_STEPS
+        self._apply_appearance()
         obs = self._observation()
         return obs, float(success), bool(success), False, self._info(clipped=clipped, success=success)
 
@@ -251,6 +304,15 @@ class TabletopEnv(gym.Env, SceneView):
     def layout(self) -> dict:
         return self._layout
 
+    def _apply_appearance(self) -> None:
+        """Set object colours for the current step (time-dependent cues such as LitBowl's)."""
+        wanted = self.task.appearance(self._t, self._layout)
+        for name in self._colored - set(wanted):
+            self.model.geom_rgba[sorted(self._obj_geoms[name])] = self._default_rgba[name]
+        for name, color in wanted.items():
+            self.model.geom_rgba[sorted(self._obj_geoms[name])] = COLORS[color]
+        self._colored = set(wanted)
+
     def _rest_height(self, name: str) -> float:
         kind = next(o.kind for o in self.task.objects if o.name == name)
         return (MUG_HALF_HEIGHT if kind == "mug" else CUBE_HALF) + 0.001
@@ -261,6 +323,7 @@ class TabletopEnv(gym.Env, SceneView):
             "instruction": self.instruction,
             "task": self.task.name,
             "action_clipped": bool(clipped),
+            "goal_streak": self._streak,
         }
 
     def _state(self) -> np.ndarray:

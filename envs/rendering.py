@@ -9,7 +9,7 @@ constants (the same formula as ``Renderer.enable_depth_rendering``), and pixels 
 
 from __future__ import annotations
 
-import contextlib
+import weakref
 
 import mujoco
 import numpy as np
@@ -56,6 +56,9 @@ class MultiViewRenderer:
         self._gl = gl_context_class()(self.model.vis.global_.offwidth, self.model.vis.global_.offheight)
         self._gl.make_current()
         self._ctx = mujoco.MjrContext(self.model, int(mujoco.mjtFontScale.mjFONTSCALE_150))
+        # free at garbage collection or, at the latest, at exit while the GL modules still exist
+        # (a GLContext freed during interpreter teardown prints a traceback under OSMesa)
+        self._finalizer = weakref.finalize(self, _release, self._ctx, self._gl)
         mujoco.mjr_setBuffer(int(mujoco.mjtFramebuffer.mjFB_OFFSCREEN), self._ctx)
         self._ctx.readDepthMap = int(mujoco.mjtDepthMap.mjDEPTH_ZEROFAR)
         self._scene = mujoco.MjvScene(self.model, maxgeom=2000)
@@ -85,12 +88,10 @@ class MultiViewRenderer:
 
     def close(self):
         if self._ctx is not None:
-            self._ctx.free()
-            self._ctx = None
-        if self._gl is not None:
-            self._gl.free()
-            self._gl = None
+            self._finalizer()
+            self._ctx = self._gl = self._scene = None
 
-    def __del__(self):
-        with contextlib.suppress(Exception):
-            self.close()
+
+def _release(ctx: mujoco.MjrContext, gl) -> None:
+    ctx.free()
+    gl.free()

@@ -1,14 +1,32 @@
-"""Tabletop tasks in the spirit of LIBERO-Spatial: objects, randomised layouts, instructions,
-success predicates and scripted-expert plans.
+"""Tabletop tasks in the spirit of LIBERO-Spatial: objects, randomised layouts, instructions and
+goal predicates. How a scripted expert solves a task lives in :mod:`envs.expert`.
 
-A task never touches MuJoCo directly: it reads a :class:`SceneView` (object positions, contacts)
-and returns waypoints for the expert. Layouts are sampled from the env's seeded generator.
+A task never touches MuJoCo directly: it reads a :class:`SceneView` (object positions, contacts,
+velocities). Layouts are sampled from the env's seeded generator.
+
+Success rule (enforced by the env, see :data:`SUCCESS_STEPS`): a task's goal predicate must hold
+for 10 consecutive control steps (0.5 s at 20 Hz). The predicates themselves demand that the
+placed object is settled (moving slower than 1 cm/s) and not touching the fingers, so a cube
+does not count as "in the bowl" at the instant the gripper opens above it, nor a pushed cube as
+"in the square" while the hand still pushes it. PickCube is the exception: its goal is the cube
+lifted at least 10 cm and held between both fingers.
+
+Two tasks need memory: the frame the policy sees at the decisive moment does not show what the
+right action depends on.
+
+- **ReturnCube**: move the cube onto the plate, then put it back where it was. Nothing marks the
+  start spot, and the scene with the cube back home looks like the scene at the start.
+- **LitBowl**: one of two identical bowls lights up for the first second
+  (:data:`CUE_STEPS`), then looks like the other; the cube goes into the bowl that was lit.
+
+A task may keep per-episode progress in its layout dict (``track_fn`` updates it after every
+control step) and may change object colours over time (``appearance_fn``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +44,15 @@ WORKSPACE_X = (0.38, 0.66)
 WORKSPACE_Y = (-0.26, 0.26)
 _FOOTPRINT = {"cube": 0.035, "mug": 0.045, "bowl": BOWL_RADIUS + 0.02, "plate": PLATE_RADIUS + 0.015, "region": 0.07}
 
+SUCCESS_STEPS = 10  # consecutive control steps the goal predicate must hold (0.5 s at 20 Hz)
+SETTLED_SPEED = 0.01  # m/s: an object slower than this is at rest
+LIFT_HEIGHT = 0.10  # PickCube: the cube's bottom face at least this far above the table (m)
+ON_TABLE_TOL = 0.005  # m: a cube resting on the table has its centre within this of CUBE_HALF
+STACK_XY_TOL = 0.012  # m: top cube centre within this of the bottom cube's, in xy (a cube is 4 cm)
+RETURN_XY_TOL = 0.02  # m: ReturnCube's cube back within this of its start, in xy
+UPRIGHT_COS = 0.97  # a mug is upright when its axis is within ~14 degrees of vertical
+CUE_STEPS = 20  # LitBowl: control steps the cue is shown (1 s at 20 Hz)
+
 
 class SceneView:
     """What tasks may read of the simulation (implemented by the env)."""
@@ -33,48 +60,49 @@ class SceneView:
     def position(self, name: str) -> np.ndarray:  # [3] metres, base frame
         raise NotImplementedError
 
-    def touching_gripper(self, name: str) -> bool:
+    def touching_gripper(self, name: str) -> bool:  # in contact with either finger
         raise NotImplementedError
 
-    def speed(self, name: str) -> float:  # m/s of a movable object
+    def held(self, name: str) -> bool:  # in contact with both fingers
+        raise NotImplementedError
+
+    def speed(self, name: str) -> float:  # m/s, linear speed of a movable object
         raise NotImplementedError
 
     def yaw(self, name: str) -> float:  # radians about z
+        raise NotImplementedError
+
+    def up_axis(self, name: str) -> np.ndarray:  # [3] the object's local z axis in the base frame
         raise NotImplementedError
 
     def ee_position(self) -> np.ndarray:  # [3] metres, the end-effector site
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
-class Waypoint:
-    """Move the end-effector to ``pos`` (m) with the gripper command (-1 open, +1 closed).
-
-    The expert advances once within ``tol`` metres and after at least ``hold`` steps here.
-    """
-
-    pos: tuple[float, float, float]
-    gripper: float
-    tol: float = 0.01
-    hold: int = 0
-    yaw: float = 0.0  # gripper yaw about the base z axis, radians
-    speed: float | None = None  # max metres per step toward this waypoint (None: the action limit)
-    carry: str | None = None  # object held in the hand: pos is where *its centre* should go
-
-
 @dataclass
 class Task:
-    """A task: objects, how to lay them out, what to say, when it is done, how an expert does it."""
+    """A task: objects, how to lay them out, what to say, and when its goal holds.
+
+    Attributes:
+        goal_fn: ``(scene, layout) -> bool``, whether the goal state holds *now*; success needs
+            it for :data:`SUCCESS_STEPS` consecutive steps.
+        layout_fn: ``(rng, objects) -> layout`` (default: non-overlapping random poses).
+        track_fn: ``(scene, layout) -> None``, called after every control step to record
+            per-episode progress in ``layout`` (e.g. "the cube has been on the plate").
+        appearance_fn: ``(step, layout) -> {object: colour}``, colour overrides at a control
+            step (0 = the reset observation); objects not named keep their own colour.
+    """
 
     name: str
     objects: tuple[ObjectSpec, ...]
     instruction_fn: Callable[[dict], str]
-    success_fn: Callable[[SceneView, dict], bool]
-    plan_fn: Callable[[SceneView, dict], list[Waypoint]]
+    goal_fn: Callable[[SceneView, dict], bool]
     layout_fn: Callable[[np.random.Generator, tuple[ObjectSpec, ...]], dict] | None = None
+    track_fn: Callable[[SceneView, dict], None] | None = None
+    appearance_fn: Callable[[int, dict], dict[str, str]] | None = None
     max_steps: int = 120
     description: str = ""
-    extras: dict = field(default_factory=dict)
+    needs_memory: bool = False
 
     def sample_layout(self, rng: np.random.Generator) -> dict:
         """Return ``{"poses": {name: (x, y, yaw)}, ...}`` plus any task-specific choices."""
@@ -85,11 +113,16 @@ class Task:
     def instruction(self, layout: dict) -> str:
         return self.instruction_fn(layout)
 
-    def success(self, scene: SceneView, layout: dict) -> bool:
-        return bool(self.success_fn(scene, layout))
+    def goal(self, scene: SceneView, layout: dict) -> bool:
+        """Whether the goal state holds at this instant (the env counts the consecutive steps)."""
+        return bool(self.goal_fn(scene, layout))
 
-    def plan(self, scene: SceneView, layout: dict) -> list[Waypoint]:
-        return self.plan_fn(scene, layout)
+    def track(self, scene: SceneView, layout: dict) -> None:
+        if self.track_fn is not None:
+            self.track_fn(scene, layout)
+
+    def appearance(self, step: int, layout: dict) -> dict[str, str]:
+        return self.appearance_fn(step, layout) if self.appearance_fn is not None else {}
 
 
 def scatter(rng: np.random.Generator, objects, fixed: dict | None = None, tries: int = 2000) -> dict:
@@ -117,7 +150,7 @@ def _kind(objects, name):
     return next(o.kind for o in objects if o.name == name)
 
 
-# --- predicates -------------------------------------------------------------------------------
+# --- goal predicates (instantaneous; the env requires SUCCESS_STEPS in a row) --------------------
 
 
 def _inside_xy(scene: SceneView, obj: str, container: str, radius: float) -> bool:
@@ -125,108 +158,64 @@ def _inside_xy(scene: SceneView, obj: str, container: str, radius: float) -> boo
     return bool(np.hypot(*(p[:2] - c[:2])) < radius)
 
 
-def _resting(scene: SceneView, obj: str) -> bool:
-    return not scene.touching_gripper(obj) and scene.speed(obj) < 0.05
+def settled(scene: SceneView, obj: str) -> bool:
+    """At rest (slower than 1 cm/s) and not touched by the fingers."""
+    return not scene.touching_gripper(obj) and scene.speed(obj) < SETTLED_SPEED
 
 
-def in_bowl(scene, obj, bowl, half_height=CUBE_HALF):
+def on_table(scene: SceneView, obj: str, half: float = CUBE_HALF) -> bool:
+    return bool(abs(scene.position(obj)[2] - half) < ON_TABLE_TOL)
+
+
+def upright(scene: SceneView, obj: str) -> bool:
+    return bool(scene.up_axis(obj)[2] > UPRIGHT_COS)
+
+
+def in_bowl(scene: SceneView, obj: str, bowl: str, half: float = CUBE_HALF) -> bool:
+    """Inside the bowl's wall, down on its floor, at rest and released."""
     return (
         _inside_xy(scene, obj, bowl, BOWL_RADIUS - 0.015)
-        and scene.position(obj)[2] < half_height + 0.03
-        and _resting(scene, obj)
+        and scene.position(obj)[2] < half + 0.03
+        and settled(scene, obj)
     )
 
 
-def on_plate(scene, obj, plate, half_height=CUBE_HALF):
+def on_plate(scene: SceneView, obj: str, plate: str, half: float = CUBE_HALF, *, mug: bool = False) -> bool:
+    """On the plate (resting on it, not hovering), at rest, released; a mug also upright."""
     z = scene.position(obj)[2]
     return (
         _inside_xy(scene, obj, plate, PLATE_RADIUS - 0.01)
-        and half_height + 0.005 < z < half_height + 0.03
-        and _resting(scene, obj)
+        and half + 0.005 < z < half + 0.03
+        and (not mug or upright(scene, obj))
+        and settled(scene, obj)
     )
 
 
-def stacked(scene, top, bottom):
+def stacked(scene: SceneView, top: str, bottom: str) -> bool:
+    """``top`` centred on ``bottom`` (within 1.2 cm), ``bottom`` on the table, both at rest."""
     p, q = scene.position(top), scene.position(bottom)
-    return bool(np.hypot(*(p[:2] - q[:2])) < 0.02 and abs(p[2] - q[2] - 2 * CUBE_HALF) < 0.01) and _resting(scene, top)
+    return (
+        bool(np.hypot(*(p[:2] - q[:2])) < STACK_XY_TOL and abs(p[2] - q[2] - 2 * CUBE_HALF) < 0.008)
+        and on_table(scene, bottom)
+        and settled(scene, top)
+        and settled(scene, bottom)
+    )
 
 
-def lifted(scene, obj, height=0.1):
-    return bool(scene.position(obj)[2] > height)
+def lifted_and_held(scene: SceneView, obj: str, half: float = CUBE_HALF) -> bool:
+    """Bottom face at least :data:`LIFT_HEIGHT` above the table, held between both fingers."""
+    return bool(scene.position(obj)[2] - half >= LIFT_HEIGHT) and scene.held(obj)
 
 
-def in_region(scene, obj, region):
+def in_region(scene: SceneView, obj: str, region: str) -> bool:
+    """Centre inside the square, on the table, at rest, released."""
     d = np.abs(scene.position(obj)[:2] - scene.position(region)[:2])
-    return bool((d < REGION_HALF).all())
+    return bool((d < REGION_HALF).all()) and on_table(scene, obj) and settled(scene, obj)
 
 
-# --- expert plans -----------------------------------------------------------------------------
-
-HOVER = 0.15  # end-effector site height for transit (fingertips ~5 cm lower)
-TIP_BELOW_SITE = 0.05  # the fingertips reach this far below the Panda's end_effector site
-GRASP_DEPTH = 0.033  # site height above an object's centre when grasping: pads span the centre
-PUSH_SEGMENT = 0.06  # metres pushed before the expert looks again
-CARRY_Z = 0.11  # height of a carried object's bottom in transit: clears bowl walls and cubes
-
-
-def pick_and_place(scene: SceneView, obj: str, place_xy, place_z: float, half: float = CUBE_HALF) -> list[Waypoint]:
-    """Waypoints: above obj, down, close, lift, carry over the target, lower, open, retreat.
-
-    ``place_z`` is where the *object's centre* should be released; the carry waypoints aim the
-    held object (not the hand), so a grasp that slipped in the fingers is corrected for.
-    """
+def returned(scene: SceneView, obj: str, start_xy, tol: float = RETURN_XY_TOL) -> bool:
     p = scene.position(obj)
-    gx, gy = p[0], p[1]
-    tx, ty = place_xy
-    grasp_z = p[2] + GRASP_DEPTH  # end-effector site above the object's centre
-    # cubes are 90-degree symmetric: grasp across the faces with the smallest gripper turn
-    yaw = _cube_yaw(scene, obj) if abs(half - CUBE_HALF) < 1e-9 else 0.0
-    return [
-        Waypoint((gx, gy, HOVER), -1, tol=0.005, hold=3, yaw=yaw),  # settle before going down
-        Waypoint((gx, gy, grasp_z), -1, tol=0.006, yaw=yaw, speed=0.02),
-        Waypoint((gx, gy, grasp_z), 1, tol=0.02, hold=6, yaw=yaw),
-        Waypoint((gx, gy, HOVER + 0.03), 1, tol=0.015, yaw=yaw),
-        Waypoint((tx, ty, CARRY_Z + half), 1, tol=0.01, yaw=yaw, carry=obj),
-        Waypoint((tx, ty, place_z), 1, tol=0.005, yaw=yaw, carry=obj, speed=0.012),
-        Waypoint((tx, ty, place_z), -1, tol=0.03, hold=5, yaw=yaw, carry=obj),
-        Waypoint((tx, ty, HOVER + 0.05), -1, tol=0.02, yaw=yaw),
-    ]
-
-
-def _cube_yaw(scene: SceneView, obj: str) -> float:
-    return (scene.yaw(obj) + np.pi / 4) % (np.pi / 2) - np.pi / 4
-
-
-def push_plan(scene: SceneView, obj: str, region: str) -> list[Waypoint]:
-    """One closed-loop push segment toward the region centre.
-
-    If the hand is already low and on the line behind the object it pushes up to PUSH_SEGMENT
-    further; otherwise it lifts, moves behind the object, lowers, then pushes. The expert replans
-    after each segment, so drift of the object off the line is corrected.
-    """
-    p, r = scene.position(obj), scene.position(region)
-    d = r[:2] - p[:2]
-    dist = float(np.linalg.norm(d))
-    u = d / max(dist, 1e-6)
-    behind = p[:2] - u * (CUBE_HALF + 0.03)
-    goal = p[:2] + u * min(PUSH_SEGMENT, max(dist - 0.01, 0.0))
-    z = TIP_BELOW_SITE + 0.01  # fingertips 1 cm above the table: low enough not to ride over the cube
-    # turn the hand so the closed fingers' wide side (3.7 cm, across the slide axis) pushes
-    yaw = float((np.arctan2(u[1], u[0]) + np.pi / 2) % np.pi - np.pi / 2)
-    ee = scene.ee_position()
-    rel = ee[:2] - p[:2]
-    along, across = float(rel @ u), float(abs(rel[0] * u[1] - rel[1] * u[0]))
-    aligned = ee[2] < z + 0.015 and across < 0.012 and -(CUBE_HALF + 0.06) < along < -CUBE_HALF
-    push = Waypoint((goal[0] - u[0] * (CUBE_HALF + 0.012), goal[1] - u[1] * (CUBE_HALF + 0.012), z), 1, tol=0.008,
-                    speed=0.012, yaw=yaw)  # fmt: skip
-    if aligned:
-        return [push]
-    return [
-        Waypoint((ee[0], ee[1], HOVER), 1, tol=0.02, yaw=yaw),
-        Waypoint((behind[0], behind[1], HOVER), 1, tol=0.01, yaw=yaw),
-        Waypoint((behind[0], behind[1], z), 1, tol=0.006, yaw=yaw),
-        push,
-    ]
+    return bool(np.hypot(p[0] - start_xy[0], p[1] - start_xy[1]) < tol) and on_table(scene, obj) and settled(scene, obj)
 
 
 # --- task catalogue ---------------------------------------------------------------------------
@@ -237,36 +226,32 @@ def _o(name, kind, color):
 
 
 def _pick_cube() -> Task:
-    objs = (_o("red_cube", "cube", "red"), _o("green_cube", "cube", "green"))
     return Task(
         name="PickCube",
-        objects=objs,
+        objects=(_o("red_cube", "cube", "red"), _o("green_cube", "cube", "green")),
         instruction_fn=lambda lay: "pick up the red cube",
-        success_fn=lambda s, lay: lifted(s, "red_cube"),
-        plan_fn=lambda s, lay: (
-            pick_and_place(s, "red_cube", s.position("red_cube")[:2], 0.2)[:4]
-            + [Waypoint(tuple(s.position("red_cube")[:2]) + (0.25,), 1, tol=0.01, yaw=_cube_yaw(s, "red_cube"))]
-        ),
-        max_steps=80,
-        description="lift the named cube 10 cm off the table",
+        goal_fn=lambda s, lay: lifted_and_held(s, "red_cube"),
+        max_steps=90,
+        description="lift the named cube 10 cm off the table and hold it",
     )
 
 
-def _place(name, obj, kind_to, target, color_to, desc, extra=(), max_steps=150):
+def _place(name, obj, kind_to, target, color_to, desc, extra=(), max_steps=170):
     obj_kind = "mug" if "mug" in obj else "cube"
     half = MUG_HALF_HEIGHT if obj_kind == "mug" else CUBE_HALF
     obj_color = obj.split("_")[0]
     objs = (_o(obj, obj_kind, obj_color), _o(target, kind_to, color_to)) + tuple(extra)
-    pred = in_bowl if kind_to == "bowl" else on_plate
-    place_z = half + (0.018 if kind_to == "bowl" else 0.02)  # a little above the bowl floor / plate
+    if kind_to == "bowl":
+        goal = lambda s, lay: in_bowl(s, obj, target, half)  # noqa: E731
+    else:
+        goal = lambda s, lay: on_plate(s, obj, target, half, mug=obj_kind == "mug")  # noqa: E731
     return Task(
         name=name,
         objects=objs,
         instruction_fn=lambda lay: (
             f"put the {obj_color} {obj_kind} {'in' if kind_to == 'bowl' else 'on'} the {color_to} {kind_to}"
         ),
-        success_fn=lambda s, lay: pred(s, obj, target, half),
-        plan_fn=lambda s, lay: pick_and_place(s, obj, s.position(target)[:2], place_z, half),
+        goal_fn=goal,
         max_steps=max_steps,
         description=desc,
     )
@@ -278,9 +263,8 @@ def _stack() -> Task:
         name="StackCubes",
         objects=objs,
         instruction_fn=lambda lay: "stack the red cube on the blue cube",
-        success_fn=lambda s, lay: stacked(s, "red_cube", "blue_cube"),
-        plan_fn=lambda s, lay: pick_and_place(s, "red_cube", s.position("blue_cube")[:2], 3 * CUBE_HALF + 0.006),
-        max_steps=150,
+        goal_fn=lambda s, lay: stacked(s, "red_cube", "blue_cube"),
+        max_steps=170,
         description="stack one cube on another",
     )
 
@@ -303,15 +287,14 @@ def _push() -> Task:
         name="PushCube",
         objects=objs,
         instruction_fn=lambda lay: "push the yellow cube onto the green square",
-        success_fn=lambda s, lay: in_region(s, "yellow_cube", "target"),
-        plan_fn=lambda s, lay: push_plan(s, "yellow_cube", "target"),
+        goal_fn=lambda s, lay: in_region(s, "yellow_cube", "target"),
         layout_fn=layout,
-        max_steps=160,
+        max_steps=190,
         description="push a cube into a marked region with a closed gripper",
     )
 
 
-def _bowl_left_of_plate() -> Task:
+def _bowl_beside_plate() -> Task:
     objs = (
         _o("red_cube", "cube", "red"),
         _o("bowl_a", "bowl", "blue"),
@@ -340,10 +323,9 @@ def _bowl_left_of_plate() -> Task:
         name="CubeInBowlBesidePlate",
         objects=objs,
         instruction_fn=lambda lay: f"put the red cube in the bowl {lay['side']} of the plate",
-        success_fn=lambda s, lay: in_bowl(s, "red_cube", lay["target"]),
-        plan_fn=lambda s, lay: pick_and_place(s, "red_cube", s.position(lay["target"])[:2], CUBE_HALF + 0.018),
+        goal_fn=lambda s, lay: in_bowl(s, "red_cube", lay["target"]),
         layout_fn=layout,
-        max_steps=150,
+        max_steps=170,
         description="spatial relation: two identical bowls, the plate between them disambiguates",
     )
 
@@ -364,11 +346,54 @@ def _nearest_cube() -> Task:
         name="NearestCubeInBowl",
         objects=objs,
         instruction_fn=lambda lay: "put the cube closest to the robot in the green bowl",
-        success_fn=lambda s, lay: in_bowl(s, lay["target"], "bowl"),
-        plan_fn=lambda s, lay: pick_and_place(s, lay["target"], s.position("bowl")[:2], CUBE_HALF + 0.018),
+        goal_fn=lambda s, lay: in_bowl(s, lay["target"], "bowl"),
         layout_fn=layout,
-        max_steps=150,
+        max_steps=170,
         description="spatial relation: distance to the robot picks the object",
+    )
+
+
+def _return_cube() -> Task:
+    objs = (_o("red_cube", "cube", "red"), _o("plate", "plate", "white"), _o("green_cube", "cube", "green"))
+
+    def layout(rng, objects):
+        poses = scatter(rng, objects)
+        return {"poses": poses, "start": list(poses["red_cube"][:2]), "placed": False}
+
+    def track(s, lay):
+        if not lay["placed"] and on_plate(s, "red_cube", "plate"):
+            lay["placed"] = True
+
+    return Task(
+        name="ReturnCube",
+        objects=objs,
+        instruction_fn=lambda lay: "move the red cube onto the plate, then put it back where it was",
+        goal_fn=lambda s, lay: lay["placed"] and returned(s, "red_cube", lay["start"]),
+        layout_fn=layout,
+        track_fn=track,
+        max_steps=320,
+        description="history: the start spot is unmarked once the cube has left it",
+        needs_memory=True,
+    )
+
+
+def _lit_bowl() -> Task:
+    objs = (_o("red_cube", "cube", "red"), _o("bowl_a", "bowl", "blue"), _o("bowl_b", "bowl", "blue"))
+
+    def layout(rng, objects):
+        poses = scatter(rng, objects)
+        return {"poses": poses, "target": str(rng.choice(["bowl_a", "bowl_b"]))}
+
+    return Task(
+        name="LitBowl",
+        objects=objs,
+        instruction_fn=lambda lay: "put the red cube in the bowl that was lit",
+        goal_fn=lambda s, lay: in_bowl(s, "red_cube", lay["target"]),
+        layout_fn=layout,
+        appearance_fn=lambda step, lay: {lay["target"]: "yellow"} if step < CUE_STEPS else {},
+        max_steps=170,
+        description="history: the cue (a lit bowl) is gone after 1 s; both bowls then look alike",
+        needs_memory=True,
     )
 
 
@@ -404,8 +429,10 @@ def make_tasks() -> dict[str, Task]:
         ),
         _stack(),
         _push(),
-        _bowl_left_of_plate(),
+        _bowl_beside_plate(),
         _nearest_cube(),
+        _return_cube(),
+        _lit_bowl(),
     ]
     return {t.name: t for t in tasks}
 

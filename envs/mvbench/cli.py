@@ -5,6 +5,10 @@ the reference policies.
     mvbench views --task CubeInBowl --out outputs/mvbench/views.png
     mvbench collect --task all --episodes 50 --views train --out data/mvbench
     mvbench eval-expert --tasks PickCube CubeInBowl --episodes 2
+
+Bad input (an unknown task or view group, a count below 1, a resumed collection with other
+settings) ends with one line naming the argument on stderr and exit status 2; a collection that
+kept fewer demos than asked exits with status 1.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from envs.profiles import DEFAULT_PROFILE
 
 
 @dataclass
@@ -31,6 +37,7 @@ class Views:
     split: str = "default"
     size: int = 160
     seed: int = 0
+    render_profile: str = DEFAULT_PROFILE
     out: Path = Path("outputs/mvbench/views.png")
 
 
@@ -42,12 +49,19 @@ class Collect:
     """a task name or 'all'"""
     episodes: int = 10
     views: str = "train"
-    """view group whose cameras are recorded (plus the wrist camera)"""
+    """view group whose cameras are recorded"""
     out: Path = Path("data/mvbench")
     split: str = "default"
     size: int = 128
+    wrist: bool = False
+    """also record the wrist camera"""
     keep_failed: bool = False
     seed: int = 0
+    """collection seed; episode seeds come from the collection stream, disjoint from evaluation's"""
+    render_profile: str = DEFAULT_PROFILE
+    """render profile (see envs.profiles); recorded in the files"""
+    allow_novel_views: bool = False
+    """record a novel (held-out) view group anyway"""
 
 
 @dataclass
@@ -62,21 +76,43 @@ class EvalExpert:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     split: str = "default"
     size: int = 64
+    wrist: bool = False
+    """also give the policies the wrist camera (the same in every view group)"""
+    render_profile: str = DEFAULT_PROFILE
     out: Path = Path("outputs/mvbench")
     video: bool = False
     """also write a GIF per episode under <out>/videos/<policy>/"""
 
 
+def _check_tasks(tasks: list[str], arg: str) -> None:
+    from envs.tasks import TASKS
+
+    if not tasks:
+        raise ValueError(f"{arg}: give at least one task")
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"{arg}: unknown task {unknown[0]!r}; known: {', '.join(TASKS)}")
+
+
+def _check_positive(value: int, arg: str) -> None:
+    if value < 1:
+        raise ValueError(f"{arg}: expected at least 1, got {value}")
+
+
 def _list(args: List) -> None:
     from envs.mvbench.views import load_split
+    from envs.profiles import PROFILES
     from envs.tasks import TASKS
 
     for name, t in TASKS.items():
-        print(f"MVBench/{name}-v0  max_steps={t.max_steps}  {t.description}")
+        memory = "  [needs memory]" if t.needs_memory else ""
+        print(f"MVBench/{name}-v0  max_steps={t.max_steps}  {t.description}{memory}")
     split = load_split(args.split)
     for g in split.groups:
         cams = split.cameras(g)
         print(f"view group {g:>8}: " + ", ".join(f"az {c.azimuth:g} el {c.elevation:g}" for c in cams))
+    for p in PROFILES.values():
+        print(f"render profile {p.describe()}" + ("  [default]" if p.name == DEFAULT_PROFILE else ""))
 
 
 def _views(args: Views) -> None:
@@ -84,12 +120,19 @@ def _views(args: Views) -> None:
     from PIL import Image, ImageDraw
 
     from envs.mvbench.views import load_split
+    from envs.profiles import get_profile
 
+    _check_tasks([args.task], "--task")
+    _check_positive(args.size, "--size")
+    get_profile(args.render_profile)
     split = load_split(args.split, args.size, args.size)
     rows = []
     for g in split.groups:
         cams = split.cameras(g)
-        env = gym.make(f"MVBench/{args.task}-v0", cameras=cams, width=args.size, height=args.size)
+        env = gym.make(
+            f"MVBench/{args.task}-v0", cameras=cams, width=args.size, height=args.size,
+            render_profile=args.render_profile,
+        )  # fmt: skip
         obs, _ = env.reset(seed=args.seed)
         tiles = []
         for c in cams:
@@ -108,17 +151,39 @@ def _views(args: Views) -> None:
     print(f"wrote {args.out} ({len(rows)} groups, {sum(len(r) for r in rows)} views)")
 
 
-def _collect(args: Collect) -> None:
+def _collect(args: Collect) -> int:
     from tqdm import tqdm
 
     from envs.mvbench.collect import CollectConfig, collect_task
+    from envs.mvbench.views import TRAIN, load_split
+    from envs.profiles import get_profile
     from envs.tasks import TASKS
 
     tasks = list(TASKS) if args.task == "all" else [args.task]
+    _check_tasks(tasks, "--task")
+    _check_positive(args.episodes, "--episodes")
+    _check_positive(args.size, "--size")
+    if args.seed < 0:
+        raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
+    get_profile(args.render_profile)
+    split = load_split(args.split, args.size, args.size)
+    try:
+        split.cameras(args.views)
+    except ValueError:
+        raise ValueError(f"--views: unknown view group {args.views!r}; groups: {split.groups}") from None
+    if args.views != TRAIN:
+        if not args.allow_novel_views:
+            raise ValueError(
+                f"--views: {args.views!r} is a novel (held-out) view group: demonstrations from it leak evaluation "
+                "views into training. Pass --allow-novel-views to record it anyway"
+            )
+        print(f"warning: recording the novel view group {args.views!r}; do not evaluate on it", file=sys.stderr)
     cfg = CollectConfig(
         episodes=args.episodes, views=args.views, split=args.split, width=args.size, height=args.size,
-        keep_failed=args.keep_failed, seed=args.seed,
+        wrist=args.wrist, keep_failed=args.keep_failed, seed=args.seed, render_profile=args.render_profile,
+        allow_novel_views=args.allow_novel_views,
     )  # fmt: skip
+    short = []
     for task in tasks:
         bar = tqdm(total=args.episodes, desc=task)
 
@@ -127,35 +192,67 @@ def _collect(args: Collect) -> None:
             bar.set_postfix(success=f"{state['kept']}/{state['attempts']}")
             bar.refresh()
 
-        path = collect_task(task, args.out, cfg, progress=progress)
+        res = collect_task(task, args.out, cfg, split=split, progress=progress)
         bar.close()
-        print(f"{task}: {path}")
+        print(f"{task}: {res.kept} demos in {res.path}")
+        if not res.complete:
+            short.append(f"{task}: only {res.kept} of {res.requested} demos after {res.attempts} attempts")
+    for line in short:
+        print(f"mvbench collect: {line}", file=sys.stderr)
+    return 1 if short else 0
 
 
 def _eval_expert(args: EvalExpert) -> None:
     from envs.mvbench.evaluate import EvalConfig, ExpertPolicy, RandomPolicy, evaluate, format_table
+    from envs.mvbench.views import load_split
+    from envs.profiles import get_profile
 
+    _check_tasks(args.tasks, "--tasks")
+    _check_positive(args.episodes, "--episodes")
+    _check_positive(args.size, "--size")
+    if not args.seeds or min(args.seeds) < 0:
+        raise ValueError(f"--seeds: expected one or more non-negative seeds, got {args.seeds}")
+    get_profile(args.render_profile)
+    split = load_split(args.split, args.size, args.size)
+    unknown = [g for g in args.groups or [] if g not in split.groups]
+    if unknown:
+        raise ValueError(f"--groups: unknown view group {unknown[0]!r}; groups: {split.groups}")
     for name, policy in (("expert", ExpertPolicy()), ("random", RandomPolicy(seed=0))):
         video_dir = str(args.out / "videos" / name) if args.video else None
-        cfg = EvalConfig(width=args.size, height=args.size, video_dir=video_dir)
+        cfg = EvalConfig(
+            width=args.size, height=args.size, wrist=args.wrist, render_profile=args.render_profile,
+            video_dir=video_dir,
+        )  # fmt: skip
         res = evaluate(
-            policy, args.tasks, args.groups, episodes_per_task=args.episodes, seeds=args.seeds, split=args.split,
+            policy, args.tasks, args.groups, episodes_per_task=args.episodes, seeds=args.seeds, split=split,
             config=cfg, out=args.out / f"{name}.json",
         )  # fmt: skip
         print(format_table(res))
         print(f"({res['seconds']:.0f} s; {args.out / f'{name}.json'})\n")
 
 
+COMMANDS = {"list": List, "views": Views, "collect": Collect, "eval-expert": EvalExpert}
+
+
 def main(argv: list[str] | None = None) -> None:
     import tyro
 
     import envs  # noqa: F401  (GL backend, registration)
+    from worldline.config import ConfigError
 
-    cmd = tyro.extras.subcommand_cli_from_dict(
-        {"list": List, "views": Views, "collect": Collect, "eval-expert": EvalExpert},
-        args=argv if argv is not None else sys.argv[1:],
-    )
-    {List: _list, Views: _views, Collect: _collect, EvalExpert: _eval_expert}[type(cmd)](cmd)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cmd = tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="mvbench")
+    name = next(k for k, v in COMMANDS.items() if isinstance(cmd, v))
+    run = {List: _list, Views: _views, Collect: _collect, EvalExpert: _eval_expert}[type(cmd)]
+    try:
+        rc = run(cmd)
+    except (ValueError, FileNotFoundError, ConfigError) as exc:
+        print(f"mvbench {name}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"mvbench {name}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rc or 0)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,16 @@ Each finished episode is written at once as its own small file under ``<out>/.pa
 (atomically), and a progress record counts the attempts. An interrupted run therefore keeps every
 episode it finished and, run again with the same arguments, continues with the next seed. When a
 task has all its episodes, the parts are merged into ``<out>/<task>.hdf5`` (atomically) and removed.
+
+The settings that shape the data (image size, views, split, seed, render profile, wrist camera,
+whether failures are kept) are stored with the progress record; resuming with other settings is
+refused, naming the setting, so one file never mixes two kinds of episodes. Seeds come from the
+collection stream (:mod:`envs.mvbench.seeds`), disjoint from evaluation's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +22,10 @@ import h5py
 import numpy as np
 
 from envs.cameras import WRIST
-from envs.mvbench.dataset import Episode, write_demo_file
-from envs.mvbench.evaluate import episode_seed
-from envs.mvbench.views import ViewSplit, load_split
+from envs.mvbench.dataset import Episode, env_args, write_demo_file, write_file_attrs
+from envs.mvbench.seeds import episode_seed
+from envs.mvbench.views import TRAIN, ViewSplit, load_split
+from envs.profiles import DEFAULT_PROFILE, get_profile
 from envs.tasks import TASKS
 from worldline.io import atomic_path, load_json, save_json
 
@@ -26,15 +33,39 @@ from worldline.io import atomic_path, load_json, save_json
 @dataclass
 class CollectConfig:
     episodes: int = 10
-    views: str = "train"
+    views: str = TRAIN
     split: str = "default"
     width: int = 128
     height: int = 128
-    wrist: bool = True
+    wrist: bool = False
+    """also record the wrist camera"""
     keep_failed: bool = False
     seed: int = 0
+    render_profile: str = DEFAULT_PROFILE
     max_attempts_factor: int = 3
     """give up on a task after episodes * this many attempts"""
+    allow_novel_views: bool = False
+    """allow recording a novel (held-out) view group; otherwise an error"""
+
+    def settings(self) -> dict:
+        """What must not change when a collection is resumed."""
+        return {
+            "width": self.width, "height": self.height, "views": self.views, "split": self.split, "seed": self.seed,
+            "render_profile": get_profile(self.render_profile).to_dict(), "wrist": self.wrist,
+            "keep_failed": self.keep_failed,
+        }  # fmt: skip
+
+
+@dataclass
+class CollectResult:
+    path: Path
+    kept: int
+    requested: int
+    attempts: int
+
+    @property
+    def complete(self) -> bool:
+        return self.kept >= self.requested
 
 
 def _record_episode(env, seed: int) -> tuple[Episode, bool]:
@@ -65,27 +96,57 @@ def _record_episode(env, seed: int) -> tuple[Episode, bool]:
     return ep, bool(info["is_success"])
 
 
-def collect_task(task: str, out: str | Path, cfg: CollectConfig, split: ViewSplit | None = None, progress=None) -> Path:
-    """Collect ``cfg.episodes`` demonstrations of ``task``; returns the merged file's path."""
+def collect_task(
+    task: str, out: str | Path, cfg: CollectConfig, split: ViewSplit | None = None, progress=None
+) -> CollectResult:
+    """Collect ``cfg.episodes`` demonstrations of ``task`` into ``<out>/<task>.hdf5``.
+
+    Fewer demos than asked (the expert failed too often within the attempt budget) is not an
+    error here: the file holds what was kept and the result says so (``complete``).
+    """
     import gymnasium as gym
 
     import envs  # noqa: F401
 
     if task not in TASKS:
         raise ValueError(f"task: unknown {task!r}; known: {sorted(TASKS)}")
+    if cfg.episodes < 1:
+        raise ValueError(f"episodes: expected at least 1, got {cfg.episodes}")
+    if cfg.seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {cfg.seed}")
+    profile = get_profile(cfg.render_profile)
     split = split or load_split(cfg.split, cfg.width, cfg.height)
     cams = split.cameras(cfg.views) + ((WRIST,) if cfg.wrist else ())
+    if cfg.views != TRAIN and not cfg.allow_novel_views:
+        raise ValueError(
+            f"views: {cfg.views!r} is a novel (held-out) view group of split {cfg.split!r}; demonstrations from it "
+            "would leak evaluation views into training. Pass --allow-novel-views to record it anyway"
+        )
     out = Path(out)
     final = out / f"{task}.hdf5"
     parts = out / ".parts" / task
-    parts.mkdir(parents=True, exist_ok=True)
     prog_path = parts / "progress.json"
-    state = load_json(prog_path) if prog_path.exists() else {"attempts": 0, "kept": 0}
+    settings = cfg.settings()
+    if prog_path.exists():
+        state = load_json(prog_path)
+        for key, value in settings.items():
+            if state.get("settings", {}).get(key) != value:
+                raise ValueError(
+                    f"{key}: the interrupted collection in {parts} used {key}={state.get('settings', {}).get(key)!r}, "
+                    f"not {value!r}; resume with the same settings or delete {parts}"
+                )
+    else:
+        state = {"attempts": 0, "kept": 0, "settings": settings}
+    parts.mkdir(parents=True, exist_ok=True)
     env_id = f"MVBench/{task}-v0"
-    env = gym.make(env_id, cameras=cams, width=cfg.width, height=cfg.height, privileged=True)
+    env_kwargs = {
+        "cameras": [dataclasses.asdict(c) for c in cams], "width": cfg.width, "height": cfg.height,
+        "render_profile": profile.to_dict(),
+    }  # fmt: skip
+    env = gym.make(env_id, **env_kwargs, privileged=True)
     try:
         while state["kept"] < cfg.episodes and state["attempts"] < cfg.episodes * cfg.max_attempts_factor:
-            seed = episode_seed(cfg.seed, task, state["attempts"])
+            seed = episode_seed("collect", task, cfg.seed, state["attempts"])
             ep, ok = _record_episode(env, seed)
             if ok or cfg.keep_failed:
                 write_demo_file(parts / f"demo_{state['kept']:05d}.hdf5", [ep], {})
@@ -104,19 +165,21 @@ def collect_task(task: str, out: str | Path, cfg: CollectConfig, split: ViewSpli
         "views": cfg.views,
         "cameras": [c.name for c in cams],
         "collect_seed": cfg.seed,
+        "seed_stream": "collect",
         "attempts": state["attempts"],
         "successful_only": not cfg.keep_failed,
+        "render_profile": profile.to_dict(),
+        "env_args": env_args(env_id, env_kwargs),
     }
-    _merge(sorted(parts.glob("demo_*.hdf5"))[: cfg.episodes], final, attrs)
+    kept = sorted(parts.glob("demo_*.hdf5"))[: cfg.episodes]
+    _merge(kept, final, attrs)
     shutil.rmtree(parts)
     if not any(parts.parent.iterdir()):
         parts.parent.rmdir()
-    return final
+    return CollectResult(final, len(kept), cfg.episodes, state["attempts"])
 
 
 def _merge(part_files: list[Path], final: Path, attrs: dict) -> None:
-    import json
-
     with atomic_path(final) as tmp, h5py.File(tmp, "w") as f:
         data = f.create_group("data")
         total = 0
@@ -124,8 +187,7 @@ def _merge(part_files: list[Path], final: Path, attrs: dict) -> None:
             with h5py.File(p, "r") as src:
                 src.copy(src["data/demo_0"], data, name=f"demo_{i}")
                 total += int(src["data/demo_0"].attrs["num_samples"])
-        for k, v in attrs.items():
-            data.attrs[k] = json.dumps(v) if isinstance(v, (list, dict)) else v
+        write_file_attrs(data, attrs)
         data.attrs["total"] = total
         if part_files:
             data.attrs["instruction"] = data["demo_0"].attrs["instruction"]

@@ -5,9 +5,15 @@ Policy protocol: any object with
     reset() -> None                                    # called at the start of every episode
     act(observation: dict, instruction: str) -> action  # float [7], see DESIGN.md actions
 
-The observation is one env's observation (no batch dimension) with two cameras: ``main`` (the
-episode's view from the view group) and ``wrist``. Episodes of a (task, view group) run in parallel
-on a gymnasium AsyncVectorEnv with one worker per view of the group; every view runs the same
+The observation is one env's observation (no batch dimension): the camera ``main`` (the episode's
+view from the view group) and ``state`` (proprioception). The wrist camera is identical in every
+view group, so a policy that leans on it looks view-robust for free: it is added only when asked
+for (``EvalConfig(wrist=True)``, ``--wrist``), and the result records it. Privileged observations
+(``expert_action``) exist only for policies that declare ``needs_privileged = True`` (the
+scripted expert); the result records that too, and the table marks such rows.
+
+Episodes of a (task, view group) run in parallel on a gymnasium AsyncVectorEnv with one worker
+per view of the group; every view runs the same
 seeded episodes, so groups differ only in the camera. Each parallel slot gets its own deep copy of
 the policy (give a policy a ``__deepcopy__`` that shares weights if copying is expensive).
 
@@ -28,7 +34,9 @@ from typing import Protocol
 import numpy as np
 
 from envs.cameras import WRIST, CameraSpec
+from envs.mvbench.seeds import episode_seed
 from envs.mvbench.views import TRAIN, ViewSplit, load_split
+from envs.profiles import DEFAULT_PROFILE, RenderProfile, get_profile
 from envs.tasks import TASKS
 from worldline.io import save_json
 
@@ -72,15 +80,13 @@ class ExpertPolicy:
 class EvalConfig:
     width: int = 128
     height: int = 128
-    wrist: bool = True
+    wrist: bool = False
+    """also give the policy the wrist camera (the same in every view group)"""
     control_hz: float = 20.0
+    render_profile: str = DEFAULT_PROFILE
+    """render profile of the envs (see envs.profiles); must match the policy's training data"""
     video_dir: str | None = None
     """if set, write each episode's main-camera frames as <video_dir>/<task>/<group>/<view>_s<seed>_e<ep>.gif"""
-
-
-def episode_seed(seed: int, task: str, episode: int) -> int:
-    """Seed of an episode's initial state: fixed by (seed, task, episode), not by the view."""
-    return (seed * 1_000_003 + sorted(TASKS).index(task) * 10_007 + episode) % (2**31)
 
 
 def _make_env_fn(task: str, view: CameraSpec, cfg: EvalConfig, privileged: bool):
@@ -97,6 +103,7 @@ def _make_env_fn(task: str, view: CameraSpec, cfg: EvalConfig, privileged: bool)
             width=cfg.width,
             height=cfg.height,
             control_hz=cfg.control_hz,
+            render_profile=cfg.render_profile,
             privileged=privileged,
         )
 
@@ -145,7 +152,9 @@ def _run_group(
 
         def start(mask):
             nonlocal obs
-            seeds_ = [episode_seed(queue[pos[i]][0], task, queue[pos[i]][1]) if mask[i] else None for i in range(n)]
+            seeds_ = [
+                episode_seed("eval", task, queue[pos[i]][0], queue[pos[i]][1]) if mask[i] else None for i in range(n)
+            ]
             new_obs, info = venv.reset(seed=seeds_, options={"reset_mask": np.array(mask)})
             if obs is None:
                 obs = new_obs
@@ -217,6 +226,8 @@ def evaluate(
     config: EvalConfig = EvalConfig(),
     out: str | Path | None = None,
     progress: bool = True,
+    data_profile: str | dict | RenderProfile | None = None,
+    allow_profile_mismatch: bool = False,
 ) -> dict:
     """Evaluate ``policy`` on MV-Bench.
 
@@ -229,15 +240,28 @@ def evaluate(
         seeds: evaluation seeds; each fixes the initial states of its episodes.
         split: a :class:`ViewSplit` or a preset name / YAML path.
         out: write the JSON result here (atomically).
+        data_profile: the render profile of the policy's training data (a name, the dict stored
+            in demo files, or a profile); default: the policy's ``render_profile`` attribute, if
+            any. Evaluating under a different look is an error unless ``allow_profile_mismatch``.
 
     Returns:
         ``{"table": {task: {group: {"mean", "std", "per_seed"}}}, "episodes": [...], "config": ...}``.
     """
     from tqdm import tqdm
 
+    if not tasks:
+        raise ValueError("tasks: give at least one task")
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"tasks: unknown {unknown}; known: {sorted(TASKS)}")
+    if episodes_per_task < 1:
+        raise ValueError(f"episodes: expected at least 1 episode per seed, got {episodes_per_task}")
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"seeds: expected one or more non-negative seeds, got {list(seeds)}")
+    profile = get_profile(config.render_profile)
+    if data_profile is None:
+        data_profile = getattr(policy, "render_profile", None)
+    check_profile(profile, data_profile, allow_profile_mismatch)
     split = load_split(split, config.width, config.height) if not isinstance(split, ViewSplit) else split
     groups = list(view_groups) if view_groups is not None else split.groups
     for g in groups:
@@ -277,6 +301,11 @@ def evaluate(
         "episodes_per_task": episodes_per_task,
         "policy": type(policy).__name__,
         "config": {"width": config.width, "height": config.height, "wrist": config.wrist},
+        "cameras": ["main", "wrist"] if config.wrist else ["main"],
+        "privileged": privileged,
+        "render_profile": profile.to_dict(),
+        "data_profile": None if data_profile is None else get_profile(data_profile).to_dict(),
+        "profile_mismatch_allowed": bool(allow_profile_mismatch),
         "episodes": episodes,
     }
     if out is not None:
@@ -285,13 +314,26 @@ def evaluate(
     return result
 
 
+def check_profile(profile: RenderProfile, data_profile, allow_mismatch: bool = False) -> None:
+    """Refuse to evaluate under a different look than the policy's data was rendered with."""
+    if data_profile is None:
+        return
+    data = get_profile(data_profile)
+    if not profile.same_look(data) and not allow_mismatch:
+        raise ValueError(
+            f"render_profile: evaluating with {profile.describe()} but the policy's data was rendered with "
+            f"{data.describe()}; use --render-profile {data.name} or pass --allow-profile-mismatch"
+        )
+
+
 def format_table(result: dict) -> str:
     """Success rate (%) per task x view group as mean +- std over seeds, plus the average row."""
     groups = result["groups"]
     header = ["task"] + [g if g != TRAIN else "train views" for g in groups]
+    mark = " *" if result.get("privileged") else ""
     rows = []
     for task in result["tasks"]:
-        cells = [task]
+        cells = [task + mark]
         for g in groups:
             c = result["table"][task][g]
             cells.append(f"{100 * c['mean']:.1f} ± {100 * c['std']:.1f}")
@@ -303,6 +345,11 @@ def format_table(result: dict) -> str:
     rows.append(avg)
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
-    return "\n".join(
-        [f"policy: {result['policy']}", line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
-    )
+    cams = " + ".join(result.get("cameras", ["main"]))
+    title = f"policy: {result['policy']}  cameras: {cams}"
+    if "render_profile" in result:
+        title += f"  render profile: {result['render_profile']['name']}"
+    lines = [title, line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    if mark:
+        lines.append("* privileged: the policy read the simulator state (expert_action), not only the cameras")
+    return "\n".join(lines)

@@ -1,12 +1,17 @@
-"""MV-Bench view splits: training views and novel views, as data (configs/mvbench/*.yaml).
+"""MV-Bench view splits: training views and novel views, as data.
 
-A split is validated before use: every camera must see the whole workspace box and stay above the
-table, and each novel group's declared azimuth delta must equal the real angular distance of its
-views to the nearest training view.
+The shipped splits are package data (``envs/mvbench/splits/<name>.yaml``, read with
+:mod:`importlib.resources`), so they are found after a plain ``pip install .`` too; a path to any
+YAML file works as well. A split is validated before use: every camera must see the whole
+workspace box and stay above the table, each novel group's declared azimuth delta must equal the
+real angular distance of its views to the nearest training view, and no novel camera may coincide
+with a training camera (an elevation group that repeats the training elevation would be no
+novel view at all).
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +26,8 @@ from worldline.camera import Camera
 from worldline.config import load_config
 from worldline.transforms import look_at
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "mvbench"
 TRAIN = "train"
+SAME_VIEW_DEG = 0.5  # cameras closer than this in azimuth and elevation (same radius) are the same view
 
 
 @dataclass
@@ -103,7 +108,19 @@ def validate(split: ViewSplit, width: int = 128, height: int = 128, source: str 
             uv, z = cam.project(corners)
             if not bool((z > 0).all() and cam.in_image(uv).all()):
                 raise ValueError(f"{where}: does not see the whole workspace")
+    train = [(a, split.train.elevation) for a in split.train.azimuths]
     for g in split.novel:
+        for i, a in enumerate(g.azimuths):
+            if any(azimuth_delta(a, ta) < SAME_VIEW_DEG and abs(g.elevation - te) < SAME_VIEW_DEG for ta, te in train):
+                raise ValueError(
+                    f"{source}: novel group {g.name!r} camera {i} (azimuth {a}, elevation {g.elevation}) is a training "
+                    "camera; a novel group must differ from every training view"
+                )
+        if g.delta == 0.0 and abs(g.elevation - split.train.elevation) < SAME_VIEW_DEG:
+            raise ValueError(
+                f"{source}: novel group {g.name!r} declares no azimuth delta and keeps the training elevation "
+                f"{split.train.elevation}; it must change the azimuth or the elevation"
+            )
         for a in g.azimuths:
             d = min(azimuth_delta(a, t) for t in split.train.azimuths)
             if abs(d - g.delta) > 1.0:
@@ -113,11 +130,27 @@ def validate(split: ViewSplit, width: int = 128, height: int = 128, source: str 
                 )
 
 
+def shipped_splits() -> list[str]:
+    """Names of the splits shipped with the package."""
+    root = importlib.resources.files("envs.mvbench") / "splits"
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
 def load_split(name_or_path: str | Path = "default", width: int = 128, height: int = 128) -> ViewSplit:
-    """Load and validate a split by preset name (``configs/mvbench/<name>.yaml``) or path."""
+    """Load and validate a split by shipped name (see :func:`shipped_splits`) or YAML path."""
     path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-    split = load_config(ViewSplit, path)
+    if path.suffix:
+        if not path.is_file():
+            raise FileNotFoundError(f"split: no such file {path}")
+        split = load_config(ViewSplit, path)
+    else:
+        resource = importlib.resources.files("envs.mvbench") / "splits" / f"{name_or_path}.yaml"
+        if not resource.is_file():
+            raise ValueError(
+                f"split: unknown split {str(name_or_path)!r}; shipped: {shipped_splits()} (or a .yaml path)"
+            )
+        with importlib.resources.as_file(resource) as p:
+            split = load_config(ViewSplit, p)
+        path = Path(f"envs/mvbench/splits/{name_or_path}.yaml")
     validate(split, width, height, source=str(path))
     return split

@@ -31,7 +31,7 @@ def test_collect_cli(tmp_path):
     assert "PickCube.hdf5" in stdout
     with DemoFile(tmp_path / "PickCube.hdf5") as f:
         assert len(f) == 2
-        assert set(f[0].cameras) == {f"train_{i}" for i in range(6)} | {"wrist"}
+        assert set(f[0].cameras) == {f"train_{i}" for i in range(6)}  # the wrist camera is opt-in
 
 
 @pytest.mark.slow

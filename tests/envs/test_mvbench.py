@@ -135,7 +135,8 @@ def test_reads_libero_and_robomimic_layouts(tmp_path):
 
 
 def test_collection_resumes_after_interruption(tmp_path, monkeypatch):
-    cfg = CollectConfig(episodes=2, views="az+45", width=32, height=32, wrist=False)
+    cfg = CollectConfig(episodes=2, views="az+45", width=32, height=32, allow_novel_views=True)
+    split = load_split("default", 32, 32)
     real = collect_mod._record_episode
     calls = []
 
@@ -147,12 +148,13 @@ def test_collection_resumes_after_interruption(tmp_path, monkeypatch):
 
     monkeypatch.setattr(collect_mod, "_record_episode", flaky)
     with pytest.raises(KeyboardInterrupt):
-        collect_task("PickCube", tmp_path, cfg)
+        collect_task("PickCube", tmp_path, cfg, split=split)
     assert not (tmp_path / "PickCube.hdf5").exists()
     assert len(list((tmp_path / ".parts/PickCube").glob("demo_*.hdf5"))) == 1  # kept the finished one
     monkeypatch.setattr(collect_mod, "_record_episode", real)
-    path = collect_task("PickCube", tmp_path, cfg)
-    with DemoFile(path) as f:
+    res = collect_task("PickCube", tmp_path, cfg, split=split)
+    assert res.complete and res.kept == 2
+    with DemoFile(res.path) as f:
         seeds = [f[i].attrs["seed"] for i in range(len(f))]
         assert len(f) == 2 and all(f[i].attrs["success"] for i in range(2))
         assert f.attrs["env_id"] == "MVBench/PickCube-v0" and f.attrs["views"] == "az+45"

@@ -192,11 +192,10 @@ def on_plate(scene: SceneView, obj: str, plate: str, half: float = CUBE_HALF, *,
 
 
 def stacked(scene: SceneView, top: str, bottom: str) -> bool:
-    """``top`` centred on ``bottom`` (within 1.2 cm), ``bottom`` on the table, both at rest."""
+    """``top`` centred on ``bottom`` (within 1.2 cm), both at rest and released."""
     p, q = scene.position(top), scene.position(bottom)
     return (
         bool(np.hypot(*(p[:2] - q[:2])) < STACK_XY_TOL and abs(p[2] - q[2] - 2 * CUBE_HALF) < 0.008)
-        and on_table(scene, bottom)
         and settled(scene, top)
         and settled(scene, bottom)
     )

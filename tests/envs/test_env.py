@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import envs
+from envs.cameras import CameraSpec
 from envs.expert import ScriptedExpert
+from envs.profiles import PROFILES
 from envs.scene import CUBE_HALF
 from worldline.camera import Camera
 
@@ -86,9 +88,32 @@ def test_observation_layout_and_types(env):
     for oc in obs["cameras"].values():
         assert oc["rgb"].dtype == np.uint8 and oc["rgb"].shape == (96, 96, 3)
         assert oc["depth"].dtype == np.float32 and (oc["depth"] >= 0).all()
-    # upright: the table (bottom rows) is nearer than the background (top rows) in the front view
-    d = obs["cameras"]["front"]["depth"]
-    assert d[-5:].mean() < d[:5][d[:5] > 0].mean() or (d[:5] == 0).any()
+
+
+@pytest.mark.parametrize("name", ["front", "left", "right"])
+def test_images_are_upright(env, name):
+    """Put the red cube 20 cm beyond the look-at point, as seen from the camera: in an upright
+    image it lies above the middle row. Its projected pixel is red and the row-mirrored pixel is
+    not (a bottom-up buffer would show it at the mirrored row); the depth there lifts onto it."""
+    obs, _ = env.reset(seed=0)
+    u = env.unwrapped
+    eye = _cam(obs["cameras"][name]).center.numpy()
+    away = np.array([0.5, 0.0]) - eye[:2]
+    xy = np.array([0.5, 0.0]) + 0.2 * away / np.linalg.norm(away)
+    jnt = u.model.body_jntadr[u.model.body("red_cube").id]
+    adr = u.model.jnt_qposadr[jnt]
+    u.data.qpos[adr : adr + 7] = [xy[0], xy[1], CUBE_HALF + 0.001, 1, 0, 0, 0]
+    obs, *_ = env.step(np.array([0, 0, 0, 0, 0, 0, -1], np.float32))
+    top = u.position("red_cube") + np.array([0, 0, CUBE_HALF])
+    oc = obs["cameras"][name]
+    uv, _ = _cam(oc).project(torch.tensor(top)[None])
+    col, row = int(uv[0, 0]), int(uv[0, 1])
+    assert row < 96 / 2 - 6, f"{name}: the far cube should project above the middle row, got row {row}"
+    red = lambda px: px[0] > px[1] + 40 and px[0] > px[2] + 40  # noqa: E731
+    assert red(oc["rgb"][row, col].astype(int)), f"{name}: pixel ({col}, {row}) is not the red cube"
+    assert not red(oc["rgb"][96 - 1 - row, col].astype(int)), f"{name}: the mirrored row is red too"
+    p = _cam(oc).unproject(torch.from_numpy(oc["depth"]).double())[row, col].numpy()
+    assert np.linalg.norm(p - top) < 0.03, f"{name}: depth at the cube pixel does not lift onto the cube"
 
 
 def test_reset_is_deterministic():
@@ -177,13 +202,54 @@ def test_renders_when_mujoco_was_imported_first():
     assert out.stdout.strip().splitlines()[-1] == "1"
 
 
-def test_gl_backend_defaults_to_egl():
+def _select_backend(extra_env):
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
-    out = subprocess.run(
-        [sys.executable, "-c", "import os, envs; print(os.environ['MUJOCO_GL'])"],
-        env=env,
-        capture_output=True,
-        text=True,
+    env.update(extra_env)
+    code = (
+        "import os, envs, gymnasium as gym\n"
+        "e = gym.make('MVBench/PickCube-v0', width=16, height=16)\n"
+        "o, _ = e.reset(seed=0)\n"
+        "print(os.environ['MUJOCO_GL'], int(o['cameras']['front']['depth'].max() > 0))"
     )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] in ("egl", "osmesa")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1].split(), out.stderr
+
+
+def test_gl_backend_is_egl_when_egl_works():
+    (backend, rendered), _ = _select_backend({})
+    assert (backend, rendered) == ("egl", "1")
+
+
+def test_gl_backend_falls_back_to_osmesa_when_egl_fails():
+    # point libglvnd at a vendor file that does not exist: no EGL implementation can load
+    (backend, rendered), stderr = _select_backend({"__EGL_VENDOR_LIBRARY_FILENAMES": "/nonexistent/egl_vendor.json"})
+    assert (backend, rendered) == ("osmesa", "1")
+    assert "Traceback" not in stderr  # the GL context is freed before interpreter teardown
+
+
+def test_render_profile_does_not_depend_on_the_machine(monkeypatch):
+    """A GPU machine (an NVIDIA device node present) renders exactly what a CPU machine does."""
+    cams = (CameraSpec("main", azimuth=30.0),)
+    cpu = gym.make("MVBench/PickCube-v0", cameras=cams, width=48, height=48).unwrapped
+    real_exists = os.path.exists
+    monkeypatch.setattr(os.path, "exists", lambda p: str(p).startswith("/dev/nvidia") or real_exists(p))
+    gpu = gym.make("MVBench/PickCube-v0", cameras=cams, width=48, height=48).unwrapped
+    for e in (cpu, gpu):
+        assert e.render_profile == PROFILES["lowpoly"]
+        assert e.model.vis.quality.offsamples == 0 and not e.model.light_castshadow.any()
+    a, b = cpu.reset(seed=0)[0], gpu.reset(seed=0)[0]
+    np.testing.assert_array_equal(a["cameras"]["main"]["rgb"], b["cameras"]["main"]["rgb"])
+
+
+def test_render_profiles_differ_and_overrides_are_named():
+    cams = (CameraSpec("main", azimuth=30.0),)
+    low = gym.make("MVBench/PickCube-v0", cameras=cams, width=48, height=48)
+    hifi = gym.make("MVBench/PickCube-v0", cameras=cams, width=48, height=48, render_profile="hifi")
+    assert hifi.unwrapped.model.light_castshadow.all() and hifi.unwrapped.model.vis.quality.offsamples == 4
+    a, b = low.reset(seed=0)[0]["cameras"]["main"], hifi.reset(seed=0)[0]["cameras"]["main"]
+    assert np.abs(a["rgb"].astype(int) - b["rgb"]).mean() > 1.0  # shadows, meshes and MSAA show
+    custom = gym.make("MVBench/PickCube-v0", obs_mode="state", shadows=True).unwrapped.render_profile
+    assert custom.name == "custom" and custom.shadows and custom.low_poly
+    with pytest.raises(ValueError, match="render_profile: unknown profile 'shiny'"):
+        gym.make("MVBench/PickCube-v0", render_profile="shiny")

@@ -34,6 +34,26 @@ def test_collect_cli(tmp_path):
         assert set(f[0].cameras) == {f"train_{i}" for i in range(6)}  # the wrist camera is opt-in
 
 
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["eval-expert", "--episodes", "0"], "--episodes"),
+        (["views", "--task", "Foo"], "--task: unknown task 'Foo'"),
+        (["collect", "--views", "az+15", "--episodes", "1"], "--views: 'az+15' is a novel (held-out) view group"),
+        (["collect", "--views", "nope"], "--views: unknown view group 'nope'"),
+        (["eval-expert", "--groups", "az+99"], "--groups: unknown view group 'az+99'"),
+        (["collect", "--render-profile", "shiny"], "render_profile: unknown profile 'shiny'"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_argument(tmp_path, args, names):
+    out = subprocess.run(MVBENCH + args + ["--out", str(tmp_path / "o")], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert names in lines[0]
+    assert not (tmp_path / "o").exists()  # refused before doing anything
+
+
 @pytest.mark.slow
 def test_eval_expert_cli(tmp_path):
     stdout = _run(

@@ -1,5 +1,10 @@
 import dataclasses
+import inspect
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import h5py
@@ -9,10 +14,16 @@ import pytest
 import envs  # noqa: F401
 from envs.cameras import WRIST
 from envs.mvbench import collect as collect_mod
+from envs.mvbench import evaluate as evaluate_mod
 from envs.mvbench.collect import CollectConfig, _record_episode, collect_task
 from envs.mvbench.dataset import DemoFile, write_demo_file
 from envs.mvbench.evaluate import EvalConfig, ExpertPolicy, RandomPolicy, evaluate, format_table
+from envs.mvbench.seeds import episode_seed
 from envs.mvbench.views import NovelViews, azimuth_delta, load_split, validate
+from envs.profiles import PROFILES
+from envs.tasks import TASKS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # --- view splits -----------------------------------------------------------------------------
 
@@ -118,20 +129,94 @@ def test_reads_libero_and_robomimic_layouts(tmp_path):
     ep = DemoFile(lib)[0]
     assert set(ep.cameras) == {"agentview", "eye_in_hand"}
     assert ep.state.shape == (t, 9)  # gripper_states then joint_states, in the fixed order
-    near, far = 0.05, 5.0
-    metric = rng.uniform(0.3, 2.0, (t, h, w, 1))
-    zbuf = (1 - near / metric) / (1 - near / far)  # robosuite's normalised depth
     rm = tmp_path / "robomimic.hdf5"
     with h5py.File(rm, "w") as f:
-        f.create_group("data").attrs["env_args"] = json.dumps({"near": near, "far": far})
         g = f.create_group("data/demo_3")
         g["actions"] = rng.normal(size=(t, 7))
         g["obs/agentview_image"] = rng.integers(0, 255, (t, h, w, 3), dtype=np.uint8)
-        g["obs/agentview_depth"] = zbuf.astype(np.float32)
         g["obs/robot0_eef_pos"] = rng.normal(size=(t, 3))
     ep = DemoFile(rm)[0]
-    np.testing.assert_allclose(ep.cameras["agentview"]["depth"], metric[..., 0], rtol=1e-4)
     assert ep.state.shape == (t, 3)
+
+
+def _opengl_window_depth(z_metric: np.ndarray, near: float, far: float) -> np.ndarray:
+    """What an OpenGL depth buffer holds for points at planar distance ``z_metric``: the point
+    (0, 0, -z) in eye space through the standard perspective matrix (glFrustum / gluPerspective),
+    the perspective divide, and the default depth range [0, 1]."""
+    proj = np.array(
+        [
+            [1, 0, 0, 0],
+            [0, 1, 0, 0],
+            [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
+            [0, 0, -1, 0],
+        ]
+    )
+    eye = np.stack([np.zeros_like(z_metric), np.zeros_like(z_metric), -z_metric, np.ones_like(z_metric)], -1)
+    clip = eye @ proj.T
+    ndc_z = clip[..., 2] / clip[..., 3]
+    return 0.5 * ndc_z + 0.5
+
+
+def test_robosuite_zbuffer_depth_becomes_metres(tmp_path):
+    t, h, w = 3, 6, 5
+    rng = np.random.default_rng(1)
+    near, far = 0.05, 5.0  # robosuite: model.vis.map.znear/zfar * model.stat.extent
+    metric = rng.uniform(0.3, 2.0, (t, h, w, 1))
+    path = tmp_path / "robomimic.hdf5"
+    with h5py.File(path, "w") as f:
+        f.create_group("data").attrs["env_args"] = json.dumps({"near": near, "far": far})
+        g = f.create_group("data/demo_0")
+        g["actions"] = np.zeros((t, 7))
+        g["obs/agentview_image"] = np.zeros((t, h, w, 3), np.uint8)
+        g["obs/agentview_depth"] = _opengl_window_depth(metric, near, far).astype(np.float32)
+    np.testing.assert_allclose(DemoFile(path)[0].cameras["agentview"]["depth"], metric[..., 0], rtol=1e-4)
+    # the same depth without near/far in the file: an error naming what to pass, never silent metres
+    bare = tmp_path / "bare.hdf5"
+    with h5py.File(bare, "w") as f:
+        g = f.create_group("data/demo_0")
+        g["actions"] = np.zeros((t, 7))
+        g["obs/agentview_depth"] = _opengl_window_depth(metric, near, far).astype(np.float32)
+    with pytest.raises(ValueError, match=r"bare.hdf5: demo 'demo_0' .*agentview_depth.*pass near= and far="):
+        DemoFile(bare)[0]
+    got = DemoFile(bare, near=near, far=far)[0].cameras["agentview"]["depth"]
+    np.testing.assert_allclose(got, metric[..., 0], rtol=1e-4)
+
+
+def test_libero_frames_are_flipped_upright_once(tmp_path):
+    """LIBERO stores robosuite's bottom-up frames as rendered (macros_image_convention 'opengl');
+    robomimic flips them upright before writing. An upright test image: red top half, blue bottom."""
+    upright = np.zeros((2, 8, 6, 3), np.uint8)
+    upright[:, :4, :, 0] = 255
+    upright[:, 4:, :, 2] = 255
+    depth_upright = np.broadcast_to(np.linspace(0.5, 1.5, 8)[None, :, None, None], (2, 8, 6, 1)).astype(np.float32)
+    lib = tmp_path / "libero.hdf5"
+    with h5py.File(lib, "w") as f:
+        f.create_group("data").attrs["macros_image_convention"] = "opengl"
+        g = f.create_group("data/demo_0")
+        g["actions"] = np.zeros((2, 7))
+        g["obs/agentview_rgb"] = upright[:, ::-1]  # as robosuite renders: bottom row first
+        g["obs/agentview_depth"] = depth_upright[:, ::-1] * 2.0  # metres, > 1: not a z-buffer
+    cam = DemoFile(lib)[0].cameras["agentview"]
+    np.testing.assert_array_equal(cam["rgb"], upright)
+    np.testing.assert_allclose(cam["depth"], 2.0 * depth_upright[..., 0])
+    rm = tmp_path / "robomimic.hdf5"
+    with h5py.File(rm, "w") as f:
+        g = f.create_group("data/demo_0")
+        g["actions"] = np.zeros((2, 7))
+        g["obs/agentview_image"] = upright  # robomimic: already upright
+    np.testing.assert_array_equal(DemoFile(rm)[0].cameras["agentview"]["rgb"], upright)
+    np.testing.assert_array_equal(DemoFile(rm, flip=True)[0].cameras["agentview"]["rgb"], upright[:, ::-1])
+
+
+def test_demo_file_checks_every_per_step_array(tmp_path, recorded):
+    for key, bad in (("rewards", np.zeros(2, np.float32)), ("obs/state", np.zeros((2, 15), np.float32))):
+        path = tmp_path / f"bad_{key.replace('/', '_')}.hdf5"
+        write_demo_file(path, [recorded], {})
+        with h5py.File(path, "a") as h:
+            del h[f"data/demo_0/{key}"]
+            h[f"data/demo_0/{key}"] = bad
+        with pytest.raises(ValueError, match=rf"{path.name}: demo 'demo_0' .*{key}.* has 2 steps but actions has"):
+            DemoFile(path)[0]
 
 
 def test_collection_resumes_after_interruption(tmp_path, monkeypatch):
@@ -178,6 +263,8 @@ def test_expert_beats_random_and_results_are_reproducible(tmp_path):
     assert r["table"]["PickCube"]["train"]["mean"] <= 0.1
     text = format_table(a)
     assert "train views" in text and "az+45" in text and "100.0 ± 0.0" in text
+    assert a["privileged"] is True and "PickCube *" in text and "* privileged" in text
+    assert r["privileged"] is False and "*" not in format_table(r)
     assert b["table"] == a["table"]
 
 
@@ -196,3 +283,179 @@ def test_evaluate_rejects_unknown_names():
         evaluate(RandomPolicy(), ["NoSuchTask"], progress=False)
     with pytest.raises(ValueError, match=r"view group 'az\+99'"):
         evaluate(RandomPolicy(), ["PickCube"], ["az+99"], progress=False)
+
+
+# --- integrity: seeds, render profiles, what the policy sees ------------------------------------
+
+
+def _layout_poses(env, seed):
+    env.reset(seed=seed)
+    bodies = [env.model.body(o.name).id for o in env.task.objects]
+    return env.data.xpos[bodies].copy()
+
+
+def test_default_evaluation_never_starts_from_a_demo_layout(tmp_path, monkeypatch):
+    """The seeds the collector and the evaluator really use (recorded from their code paths, with
+    default settings), turned into initial scenes: no evaluation scene equals a demo scene."""
+    collected = []
+    monkeypatch.setattr(collect_mod, "_record_episode", lambda env, seed: (collected.append(seed), (None, False))[1])
+    cfg = CollectConfig(width=16, height=16)  # defaults otherwise: seed 0, 10 episodes, 3x attempts
+    collect_task("PickCube", tmp_path, cfg)
+    assert len(collected) == cfg.episodes * cfg.max_attempts_factor
+
+    evaluated = []
+    real = evaluate_mod.episode_seed
+    monkeypatch.setattr(evaluate_mod, "episode_seed", lambda *a: (evaluated.append(a), real(*a))[1])
+    defaults = inspect.signature(evaluate).parameters
+    evaluate(RandomPolicy(0), ["PickCube"], ["az+45"], config=EvalConfig(width=16, height=16), progress=False)
+    seeds = {real(*a) for a in evaluated}
+    assert len(seeds) == len(defaults["seeds"].default) * defaults["episodes_per_task"].default
+
+    env = gym.make("MVBench/PickCube-v0", obs_mode="state").unwrapped
+    demo = [_layout_poses(env, s) for s in collected]
+    for s in seeds:
+        poses = _layout_poses(env, s)
+        assert not any(np.allclose(poses, d, atol=1e-6) for d in demo), f"eval seed {s} replays a demo layout"
+
+
+def test_seed_streams_are_disjoint_for_every_task_and_stable_when_tasks_are_added(monkeypatch):
+    env_seeds = {}
+    for task in TASKS:
+        collect = {episode_seed("collect", task, s, e) for s in range(3) for e in range(30)}
+        ev = {episode_seed("eval", task, s, e) for s in range(3) for e in range(30)}
+        assert not collect & ev and len(collect) == len(ev) == 90
+        env_seeds[task] = (min(collect), min(ev))
+    monkeypatch.setitem(TASKS, "AAAInsertedFirst", TASKS["PickCube"])  # sorts before every task
+    for task in env_seeds:
+        collect = {episode_seed("collect", task, s, e) for s in range(3) for e in range(30)}
+        ev = {episode_seed("eval", task, s, e) for s in range(3) for e in range(30)}
+        assert (min(collect), min(ev)) == env_seeds[task]
+
+
+def test_profile_and_env_args_recorded_in_demos_and_replayable(tmp_path):
+    cfg = CollectConfig(episodes=1, width=24, height=24)
+    res = collect_task("PickCube", tmp_path, cfg)
+    with DemoFile(res.path) as f:
+        assert f.render_profile == PROFILES["lowpoly"].to_dict()
+        args = f.attrs["env_args"]
+        ep = f[0]
+    # robomimic's EnvGym: gym.make(env_name, **env_kwargs) must rebuild the recorded env
+    assert args["type"] == 2 and args["env_name"] == "MVBench/PickCube-v0"
+    env = gym.make(args["env_name"], **args["env_kwargs"])
+    obs, _ = env.reset(seed=ep.attrs["seed"])
+    assert set(obs["cameras"]) == set(ep.cameras) == {f"train_{i}" for i in range(6)}
+    for cam, c in ep.cameras.items():
+        np.testing.assert_array_equal(obs["cameras"][cam]["rgb"], c["rgb"][0])
+        np.testing.assert_array_equal(obs["cameras"][cam]["extrinsics"], c["extrinsics"][0])
+
+
+class _TrainedOnHifi(RandomPolicy):
+    render_profile = "hifi"
+
+
+def test_evaluating_under_another_profile_is_refused_unless_allowed(tmp_path):
+    kw = dict(tasks=["PickCube"], view_groups=["az+45"], episodes_per_task=1, seeds=[0], progress=False)
+    with pytest.raises(ValueError, match=r"render_profile: evaluating with lowpoly .* rendered with hifi"):
+        evaluate(_TrainedOnHifi(0), config=EvalConfig(width=16, height=16), **kw)
+    with pytest.raises(ValueError, match="render_profile"):
+        evaluate(RandomPolicy(0), config=EvalConfig(width=16, height=16), data_profile="hifi", **kw)
+    res = evaluate(_TrainedOnHifi(0), config=EvalConfig(width=16, height=16), allow_profile_mismatch=True,
+                   out=tmp_path / "r.json", **kw)  # fmt: skip
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["render_profile"]["name"] == "lowpoly" and saved["data_profile"]["name"] == "hifi"
+    assert saved["profile_mismatch_allowed"] is True and res["privileged"] is False
+
+
+class _Recorder:
+    """Reads only what it is given; keeps what it saw in a class-level log (the evaluator gives
+    every parallel slot its own deep copy, which shares class attributes)."""
+
+    log: list = []
+
+    def reset(self):
+        pass
+
+    def act(self, observation, instruction):
+        main = observation["cameras"]["main"]
+        _Recorder.log.append(
+            (sorted(observation), sorted(observation["cameras"]), main["extrinsics"].tobytes(), main["rgb"].copy())
+        )
+        return np.zeros(7, np.float32)
+
+
+def test_policy_sees_the_view_under_test_and_only_it():
+    _Recorder.log = []
+    kw = dict(tasks=["PickCube"], episodes_per_task=1, seeds=[0], progress=False)
+    res = evaluate(_Recorder(), view_groups=["train", "az+45"], config=EvalConfig(width=32, height=32), **kw)
+    assert {tuple(r[0]) for r in _Recorder.log} == {("cameras", "state")}  # no expert_action
+    assert {tuple(r[1]) for r in _Recorder.log} == {("main",)}  # no wrist camera by default
+    first = {}
+    for _, _, extr, rgb in _Recorder.log:
+        first.setdefault(extr, rgb)
+    assert len(first) == 6 + 1, "each view of each group must have its own main camera"
+    images = list(first.values())
+    assert all(not np.array_equal(a, b) for i, a in enumerate(images) for b in images[i + 1 :])
+    assert res["cameras"] == ["main"] and res["privileged"] is False
+    _Recorder.log = []
+    res = evaluate(_Recorder(), view_groups=["az+45"], config=EvalConfig(width=32, height=32, wrist=True), **kw)
+    assert {tuple(r[1]) for r in _Recorder.log} == {("main", "wrist")}
+    assert res["cameras"] == ["main", "wrist"] and "cameras: main + wrist" in format_table(res)
+
+
+def test_novel_group_equal_to_training_views_is_rejected():
+    split = load_split("default")
+    same = dataclasses.replace(split, novel=[NovelViews("el+0", [99.0], 35.0, 0.0)])
+    with pytest.raises(ValueError, match=r"novel group 'el\+0' camera 0 .* is a training camera"):
+        validate(same)
+    flat = dataclasses.replace(split, novel=[NovelViews("el+0", [0.0], 35.0, 0.0)])
+    with pytest.raises(ValueError, match="keeps the training elevation"):
+        validate(flat)
+
+
+def test_default_split_ships_as_package_data(tmp_path):
+    """After a plain (non-editable) install, from another directory, the split is found."""
+    site = tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site)]
+    out = subprocess.run(pip + [str(ROOT)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    code = "import envs, envs.mvbench.views as v; print(envs.__file__); print(v.load_split('default').groups)"
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    where, groups = out.stdout.strip().splitlines()[-2:]
+    assert where.startswith(str(site)), f"imported {where}, not the installed copy"
+    assert groups == str(load_split("default").groups)
+
+
+# --- collection settings ----------------------------------------------------------------------
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, monkeypatch):
+    cfg = CollectConfig(episodes=2, width=24, height=24)
+    real = collect_mod._record_episode
+    calls = []
+
+    def flaky(env, seed):
+        calls.append(seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(env, seed)
+
+    monkeypatch.setattr(collect_mod, "_record_episode", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        collect_task("PickCube", tmp_path, cfg)
+    for change in ({"width": 32, "height": 32}, {"seed": 1}, {"render_profile": "hifi"}, {"wrist": True}):
+        key = next(iter(change))
+        with pytest.raises(ValueError, match=rf"^{key}: the interrupted collection .* used {key}="):
+            collect_task("PickCube", tmp_path, dataclasses.replace(cfg, **change))
+    assert len(calls) == 2  # nothing was recorded by the refused runs
+
+
+def test_short_collection_says_so_and_exits_nonzero(tmp_path, monkeypatch, capsys):
+    from envs.mvbench import cli
+
+    monkeypatch.setattr(collect_mod, "_record_episode", lambda env, seed: (None, False))  # the expert always fails
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["collect", "--task", "PickCube", "--episodes", "2", "--size", "16", "--out", str(tmp_path)])
+    assert exc.value.code == 1
+    assert "PickCube: only 0 of 2 demos after 6 attempts" in capsys.readouterr().err

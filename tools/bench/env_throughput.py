@@ -24,7 +24,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--task", default="PickCube")
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--full-meshes", action="store_true", help="render the visual meshes instead of low-poly")
+    ap.add_argument("--render-profile", default="lowpoly", help="envs.profiles name: lowpoly (default) or hifi")
+    ap.add_argument("--full-meshes", action="store_true", help="the profile, but with the visual meshes")
     ap.add_argument("--out", default="outputs/bench/env_throughput.json")
     args = ap.parse_args()
 
@@ -34,7 +35,10 @@ def main() -> None:
     import gymnasium as gym
     import mujoco
 
-    env = gym.make(f"MVBench/{args.task}-v0", width=args.size, height=args.size, low_poly=not args.full_meshes)
+    env = gym.make(
+        f"MVBench/{args.task}-v0", width=args.size, height=args.size, render_profile=args.render_profile,
+        low_poly=False if args.full_meshes else None,
+    )  # fmt: skip
     u = env.unwrapped
     rng = np.random.default_rng(0)
     env.reset(seed=0)
@@ -72,7 +76,7 @@ def main() -> None:
         "task": args.task,
         "cameras": len(names),
         "resolution": args.size,
-        "low_poly": not args.full_meshes,
+        "render_profile": env.unwrapped.render_profile.to_dict(),
         "steps": args.steps,
         "substeps_per_step": u.n_substeps,
         "env_steps_per_s": args.steps / env_time,

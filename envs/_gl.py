@@ -7,6 +7,7 @@ subprocess so a broken EGL install cannot crash the caller. A user-set value is 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ def _works(backend: str) -> bool:
 
 def select_gl_backend() -> str:
     """Set and return ``MUJOCO_GL``: the user's choice, else ``egl`` if it works, else ``osmesa``."""
+    _load_llvm_users_first()  # before mujoco: with MUJOCO_GL=osmesa, importing mujoco loads Mesa
     if os.environ.get("MUJOCO_GL"):
         return os.environ["MUJOCO_GL"]
     for backend in ("egl", "osmesa"):
@@ -39,6 +41,20 @@ def select_gl_backend() -> str:
     return "egl"
 
 
+def _load_llvm_users_first() -> None:
+    """Import triton, if installed, before any GL context exists.
+
+    triton (installed with CUDA builds of torch, and imported by torch._dynamo, which timm and
+    torchvision import) bundles its own LLVM. Loaded into a process where Mesa's llvmpipe (software
+    EGL or OSMesa) has already loaded the system LLVM, it segfaults. Loaded first, both coexist.
+    Mesa is loaded when a GL context is made (EGL) or already when mujoco is imported with
+    ``MUJOCO_GL=osmesa``, so this runs at ``import envs`` and again before each context (cheap:
+    about 0.1 s once).
+    """
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+
+
 def gl_context_class():
     """The GLContext class for the selected backend.
 
@@ -46,6 +62,7 @@ def gl_context_class():
     backend when mujoco is first imported: a script that imports mujoco before ``envs`` would
     otherwise get GLFW (and fail without a display).
     """
+    _load_llvm_users_first()
     backend = os.environ.get("MUJOCO_GL", "").lower()
     if backend == "egl":
         from mujoco.egl import GLContext

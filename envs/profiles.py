@@ -2,13 +2,15 @@
 
 A policy trained on frames with one look and evaluated on another measures the renderer, not the
 policy. The profile therefore never follows the hardware: the default is the same on a laptop
-(Mesa's software EGL) and on a GPU box (NVIDIA EGL). It is recorded in demonstration files and
-evaluation results, and evaluation refuses a profile other than the data's unless told otherwise.
+(Mesa's software EGL) and on a GPU box (NVIDIA EGL), so both draw the same scene with the same
+meshes, lights and sampling (two rasterisers may still differ in the last bit of a few edge
+pixels). It is recorded in demonstration files and evaluation results, and evaluation refuses a
+profile other than the data's unless told otherwise.
 
-- ``lowpoly`` (default): the robot's collision meshes, no shadow maps, no multisampling. Fast
-  in software rendering (about 1000 images/s at 128x128 on 2 cores).
+- ``lowpoly`` (default): the robot's collision meshes, no shadow maps, no multisampling; fast in
+  software rendering (``tools/bench/env_throughput.py`` measures it).
 - ``hifi``: the robot's visual meshes, shadow-casting lights, 4x multisampling. Meant for GPU
-  rendering; on a CPU it runs about 50x slower but gives the same images.
+  rendering; software rendering draws the same scene, many times slower.
 """
 
 from __future__ import annotations

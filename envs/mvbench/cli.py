@@ -13,6 +13,7 @@ kept fewer demos than asked exits with status 1.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,8 @@ class Collect:
     """render profile (see envs.profiles); recorded in the files"""
     allow_novel_views: bool = False
     """record a novel (held-out) view group anyway"""
+    max_attempts_factor: int = 3
+    """give up on a task after episodes x this many attempts"""
 
 
 @dataclass
@@ -99,15 +102,62 @@ def _check_positive(value: int, arg: str) -> None:
         raise ValueError(f"{arg}: expected at least 1, got {value}")
 
 
-def _list(args: List) -> None:
+MAX_SIZE = 1024  # pixels: MuJoCo's offscreen buffer and memory stay sane
+
+
+def _check_size(size: int) -> None:
+    if not 8 <= size <= MAX_SIZE:
+        raise ValueError(f"--size: expected 8..{MAX_SIZE} pixels, got {size}")
+
+
+def _check_seed(seed: int, arg: str = "--seed") -> None:
+    if seed < 0:
+        raise ValueError(f"{arg}: expected a non-negative integer, got {seed}")
+
+
+def _check_out(path: Path, kind: str) -> None:
+    """Refuse an output path that cannot be written before any work is done."""
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise ValueError(f"--out: {path} exists and is not a directory")
+    if kind == "file" and path.is_dir():
+        raise ValueError(f"--out: {path} is a directory; give a .png file path")
+    parent = path if kind == "dir" else path.parent
+    for p in [parent, *parent.parents]:
+        if p.exists():
+            if not p.is_dir():
+                raise ValueError(f"--out: {p} is a file, so {path} cannot be created")
+            if not os.access(p, os.W_OK):
+                raise ValueError(f"--out: no permission to write in {p}")
+            break
+
+
+def _profile(name: str) -> None:
+    from envs.profiles import get_profile
+
+    try:
+        get_profile(name)
+    except ValueError as exc:
+        raise ValueError(f"--render-profile: {str(exc).split(': ', 1)[-1]}") from None
+
+
+def _split(name: str, size: int):
     from envs.mvbench.views import load_split
+    from worldline.config import ConfigError
+
+    try:
+        return load_split(name, size, size)
+    except (ValueError, FileNotFoundError, ConfigError) as exc:
+        raise ValueError(f"--split: {exc}") from None
+
+
+def _list(args: List) -> None:
     from envs.profiles import PROFILES
     from envs.tasks import TASKS
 
     for name, t in TASKS.items():
         memory = "  [needs memory]" if t.needs_memory else ""
         print(f"MVBench/{name}-v0  max_steps={t.max_steps}  {t.description}{memory}")
-    split = load_split(args.split)
+    split = _split(args.split, 128)
     for g in split.groups:
         cams = split.cameras(g)
         print(f"view group {g:>8}: " + ", ".join(f"az {c.azimuth:g} el {c.elevation:g}" for c in cams))
@@ -119,13 +169,12 @@ def _views(args: Views) -> None:
     import gymnasium as gym
     from PIL import Image, ImageDraw
 
-    from envs.mvbench.views import load_split
-    from envs.profiles import get_profile
-
     _check_tasks([args.task], "--task")
-    _check_positive(args.size, "--size")
-    get_profile(args.render_profile)
-    split = load_split(args.split, args.size, args.size)
+    _check_size(args.size)
+    _check_seed(args.seed)
+    _check_out(args.out, "file")
+    _profile(args.render_profile)
+    split = _split(args.split, args.size)
     rows = []
     for g in split.groups:
         cams = split.cameras(g)
@@ -155,18 +204,18 @@ def _collect(args: Collect) -> int:
     from tqdm import tqdm
 
     from envs.mvbench.collect import CollectConfig, collect_task
-    from envs.mvbench.views import TRAIN, load_split
-    from envs.profiles import get_profile
+    from envs.mvbench.views import TRAIN
     from envs.tasks import TASKS
 
     tasks = list(TASKS) if args.task == "all" else [args.task]
     _check_tasks(tasks, "--task")
     _check_positive(args.episodes, "--episodes")
-    _check_positive(args.size, "--size")
-    if args.seed < 0:
-        raise ValueError(f"--seed: expected a non-negative integer, got {args.seed}")
-    get_profile(args.render_profile)
-    split = load_split(args.split, args.size, args.size)
+    _check_positive(args.max_attempts_factor, "--max-attempts-factor")
+    _check_size(args.size)
+    _check_seed(args.seed)
+    _check_out(args.out, "dir")
+    _profile(args.render_profile)
+    split = _split(args.split, args.size)
     try:
         split.cameras(args.views)
     except ValueError:
@@ -181,7 +230,7 @@ def _collect(args: Collect) -> int:
     cfg = CollectConfig(
         episodes=args.episodes, views=args.views, split=args.split, width=args.size, height=args.size,
         wrist=args.wrist, keep_failed=args.keep_failed, seed=args.seed, render_profile=args.render_profile,
-        allow_novel_views=args.allow_novel_views,
+        allow_novel_views=args.allow_novel_views, max_attempts_factor=args.max_attempts_factor,
     )  # fmt: skip
     short = []
     for task in tasks:
@@ -194,9 +243,12 @@ def _collect(args: Collect) -> int:
 
         res = collect_task(task, args.out, cfg, split=split, progress=progress)
         bar.close()
-        print(f"{task}: {res.kept} demos in {res.path}")
+        print(f"{task}: {res.kept} demos in {res.path}" if res.path else f"{task}: no demos kept, no file written")
         if not res.complete:
-            short.append(f"{task}: only {res.kept} of {res.requested} demos after {res.attempts} attempts")
+            short.append(
+                f"{task}: only {res.kept} of {res.requested} demos after {res.attempts} attempts "
+                "(raise --max-attempts-factor, or check the expert with tools/bench/expert_success.py)"
+            )
     for line in short:
         print(f"mvbench collect: {line}", file=sys.stderr)
     return 1 if short else 0
@@ -204,16 +256,15 @@ def _collect(args: Collect) -> int:
 
 def _eval_expert(args: EvalExpert) -> None:
     from envs.mvbench.evaluate import EvalConfig, ExpertPolicy, RandomPolicy, evaluate, format_table
-    from envs.mvbench.views import load_split
-    from envs.profiles import get_profile
 
     _check_tasks(args.tasks, "--tasks")
     _check_positive(args.episodes, "--episodes")
-    _check_positive(args.size, "--size")
+    _check_size(args.size)
     if not args.seeds or min(args.seeds) < 0:
         raise ValueError(f"--seeds: expected one or more non-negative seeds, got {args.seeds}")
-    get_profile(args.render_profile)
-    split = load_split(args.split, args.size, args.size)
+    _check_out(args.out, "dir")
+    _profile(args.render_profile)
+    split = _split(args.split, args.size)
     unknown = [g for g in args.groups or [] if g not in split.groups]
     if unknown:
         raise ValueError(f"--groups: unknown view group {unknown[0]!r}; groups: {split.groups}")
@@ -246,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     run = {List: _list, Views: _views, Collect: _collect, EvalExpert: _eval_expert}[type(cmd)]
     try:
         rc = run(cmd)
-    except (ValueError, FileNotFoundError, ConfigError) as exc:
+    except (ValueError, OSError, ConfigError) as exc:  # OSError: a disk full, a permission denied
         print(f"mvbench {name}: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -58,7 +58,7 @@ class CollectConfig:
 
 @dataclass
 class CollectResult:
-    path: Path
+    path: Path | None  # None when no demo was kept (no file is written)
     kept: int
     requested: int
     attempts: int
@@ -127,14 +127,22 @@ def collect_task(
     parts = out / ".parts" / task
     prog_path = parts / "progress.json"
     settings = cfg.settings()
+    if final.exists() and not prog_path.exists():
+        from envs.mvbench.dataset import DemoFile
+
+        with DemoFile(final) as f:
+            done, have = f.attrs.get("collect_settings", {}), len(f)
+        _check_same(settings, done, f"{final} was collected with", "delete it or choose another --out")
+        if have < cfg.episodes:
+            raise ValueError(
+                f"episodes: {final} already holds {have} demos, fewer than the {cfg.episodes} asked for; "
+                "delete it or choose another --out"
+            )
+        return CollectResult(final, have, cfg.episodes, 0)
     if prog_path.exists():
         state = load_json(prog_path)
-        for key, value in settings.items():
-            if state.get("settings", {}).get(key) != value:
-                raise ValueError(
-                    f"{key}: the interrupted collection in {parts} used {key}={state.get('settings', {}).get(key)!r}, "
-                    f"not {value!r}; resume with the same settings or delete {parts}"
-                )
+        _check_same(settings, state.get("settings", {}), f"the interrupted collection in {parts} used",
+                    f"resume with the same settings or delete {parts}")  # fmt: skip
     else:
         state = {"attempts": 0, "kept": 0, "settings": settings}
     parts.mkdir(parents=True, exist_ok=True)
@@ -170,13 +178,21 @@ def collect_task(
         "successful_only": not cfg.keep_failed,
         "render_profile": profile.to_dict(),
         "env_args": env_args(env_id, env_kwargs),
+        "collect_settings": settings,
     }
     kept = sorted(parts.glob("demo_*.hdf5"))[: cfg.episodes]
-    _merge(kept, final, attrs)
+    if kept:
+        _merge(kept, final, attrs)
     shutil.rmtree(parts)
     if not any(parts.parent.iterdir()):
         parts.parent.rmdir()
-    return CollectResult(final, len(kept), cfg.episodes, state["attempts"])
+    return CollectResult(final if kept else None, len(kept), cfg.episodes, state["attempts"])
+
+
+def _check_same(settings: dict, recorded: dict, what: str, remedy: str) -> None:
+    for key, value in settings.items():
+        if recorded.get(key) != value:
+            raise ValueError(f"{key}: {what} {key}={recorded.get(key)!r}, not {value!r}; {remedy}")
 
 
 def _merge(part_files: list[Path], final: Path, attrs: dict) -> None:

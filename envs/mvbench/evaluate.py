@@ -322,7 +322,7 @@ def check_profile(profile: RenderProfile, data_profile, allow_mismatch: bool = F
     if not profile.same_look(data) and not allow_mismatch:
         raise ValueError(
             f"render_profile: evaluating with {profile.describe()} but the policy's data was rendered with "
-            f"{data.describe()}; use --render-profile {data.name} or pass --allow-profile-mismatch"
+            f"{data.describe()}; evaluate with render_profile={data.name!r}, or pass allow_profile_mismatch=True"
         )
 
 

@@ -42,11 +42,19 @@ def test_collect_cli(tmp_path):
         (["collect", "--views", "az+15", "--episodes", "1"], "--views: 'az+15' is a novel (held-out) view group"),
         (["collect", "--views", "nope"], "--views: unknown view group 'nope'"),
         (["eval-expert", "--groups", "az+99"], "--groups: unknown view group 'az+99'"),
-        (["collect", "--render-profile", "shiny"], "render_profile: unknown profile 'shiny'"),
+        (["collect", "--render-profile", "shiny"], "--render-profile: unknown profile 'shiny'"),
+        (["views", "--seed", "-1"], "--seed: expected a non-negative integer"),
+        (["eval-expert", "--size", "100000"], "--size: expected 8..1024 pixels"),
+        (["list", "--split", "nosuch"], "--split: split: unknown split 'nosuch'"),
+        (["collect", "--out", "IS_A_FILE"], "--out: "),
+        (["eval-expert", "--out", "IS_A_FILE/sub"], "--out: "),
     ],
 )
 def test_bad_input_is_one_line_naming_the_argument(tmp_path, args, names):
-    out = subprocess.run(MVBENCH + args + ["--out", str(tmp_path / "o")], cwd=tmp_path, capture_output=True, text=True)
+    (tmp_path / "IS_A_FILE").write_text("not a directory")
+    if "--out" not in args and args[0] != "list":
+        args = args + ["--out", str(tmp_path / "o")]
+    out = subprocess.run(MVBENCH + args, cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 2
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr

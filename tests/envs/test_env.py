@@ -253,3 +253,20 @@ def test_render_profiles_differ_and_overrides_are_named():
     assert custom.name == "custom" and custom.shadows and custom.low_poly
     with pytest.raises(ValueError, match="render_profile: unknown profile 'shiny'"):
         gym.make("MVBench/PickCube-v0", render_profile="shiny")
+
+
+@pytest.mark.parametrize("backend", ["egl", "osmesa"])
+def test_rendering_then_building_a_timm_model_does_not_crash(backend):
+    """triton (with CUDA builds of torch) bundles LLVM and crashed when loaded after Mesa's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    env["MUJOCO_GL"] = backend
+    code = (
+        "import gymnasium as gym, envs\n"
+        "e = gym.make('MVBench/PickCube-v0', width=16, height=16)\n"
+        "o, _ = e.reset(seed=0)\n"
+        "import timm\n"
+        "m = timm.create_model('resnet10t', features_only=True, out_indices=(2,))\n"
+        "print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (out.returncode, out.stderr[-1500:])

@@ -458,4 +458,18 @@ def test_short_collection_says_so_and_exits_nonzero(tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit) as exc:
         cli.main(["collect", "--task", "PickCube", "--episodes", "2", "--size", "16", "--out", str(tmp_path)])
     assert exc.value.code == 1
-    assert "PickCube: only 0 of 2 demos after 6 attempts" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "PickCube: only 0 of 2 demos after 6 attempts (raise --max-attempts-factor" in captured.err
+    assert "no demos kept, no file written" in captured.out and not (tmp_path / "PickCube.hdf5").exists()
+
+
+def test_finished_collection_is_not_overwritten_with_other_settings(tmp_path):
+    cfg = CollectConfig(episodes=1, width=24, height=24)
+    first = collect_task("PickCube", tmp_path, cfg)
+    before = first.path.read_bytes()
+    with pytest.raises(ValueError, match=r"^width: .*PickCube.hdf5 was collected with width=24, not 32"):
+        collect_task("PickCube", tmp_path, dataclasses.replace(cfg, width=32, height=32))
+    with pytest.raises(ValueError, match=r"^episodes: .* already holds 1 demos, fewer than the 3 asked for"):
+        collect_task("PickCube", tmp_path, dataclasses.replace(cfg, episodes=3))
+    again = collect_task("PickCube", tmp_path, cfg)  # same settings: nothing to do
+    assert again.kept == 1 and again.attempts == 0 and first.path.read_bytes() == before

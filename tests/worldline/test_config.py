@@ -71,3 +71,12 @@ def test_union_takes_the_first_member_that_accepts(value):
     assert got == value and type(got) is type(value)
     with pytest.raises(ConfigError, match=r"'seed': value 1.5 matches none of"):
         from_dict(Mixed, {"seed": 1.5})
+
+
+def test_invalid_yaml_is_one_line_naming_file_and_position(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("a: [1, 2\nb: x\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(Train, p)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg.startswith(f"{p}: invalid YAML at line 2 column 2")

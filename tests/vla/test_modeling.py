@@ -169,7 +169,7 @@ def test_select_action_keeps_history_and_an_action_queue():
     one = {k: v[0, -1] for k, v in batch(b=1).items() if k.startswith("observation.") and k not in (
         "observation.time", "observation.frame_mask", "observation.state")}  # fmt: skip
     g = torch.Generator().manual_seed(1)
-    for t in range(7):
+    for _ in range(7):
         step = dict(one, **{"observation.images": torch.rand(one["observation.images"].shape, generator=g)})
         step.update({"observation.state": torch.zeros(15), "task": TEXTS[0]})
         a = pol.select_action(step)

@@ -33,10 +33,9 @@ def env_step_input(observation: dict, instruction: str, config: VLAConfig) -> di
                 f"observation.cameras.{name}.depth: missing, but spatial={config.spatial!r} lifts depth to points"
             )
         for key, shape in (("intrinsics", (3, 3)), ("extrinsics", (4, 4))):
-            if np.shape(cam.get(key)) != shape:
-                raise ValueError(
-                    f"observation.cameras.{name}.{key}: expected shape {list(shape)}, got {list(np.shape(cam.get(key)))}"
-                )
+            got = list(np.shape(cam.get(key)))
+            if tuple(got) != shape:
+                raise ValueError(f"observation.cameras.{name}.{key}: expected shape {list(shape)}, got {got}")
         rgb.append(cam["rgb"])
         depth.append(cam["depth"] if config.uses_depth else np.zeros(np.shape(cam["rgb"])[:2], np.float32))
         K.append(cam["intrinsics"])

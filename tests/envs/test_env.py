@@ -1,3 +1,4 @@
+import ctypes.util
 import os
 import subprocess
 import sys
@@ -221,6 +222,10 @@ def test_gl_backend_is_egl_when_egl_works():
     assert (backend, rendered) == ("egl", "1")
 
 
+_NO_OSMESA = pytest.mark.skipif(ctypes.util.find_library("OSMesa") is None, reason="libOSMesa is not installed")
+
+
+@_NO_OSMESA
 def test_gl_backend_falls_back_to_osmesa_when_egl_fails():
     # point libglvnd at a vendor file that does not exist: no EGL implementation can load
     (backend, rendered), stderr = _select_backend({"__EGL_VENDOR_LIBRARY_FILENAMES": "/nonexistent/egl_vendor.json"})
@@ -255,7 +260,7 @@ def test_render_profiles_differ_and_overrides_are_named():
         gym.make("MVBench/PickCube-v0", render_profile="shiny")
 
 
-@pytest.mark.parametrize("backend", ["egl", "osmesa"])
+@pytest.mark.parametrize("backend", ["egl", pytest.param("osmesa", marks=_NO_OSMESA)])
 def test_rendering_then_building_a_timm_model_does_not_crash(backend):
     """triton (with CUDA builds of torch) bundles LLVM and crashed when loaded after Mesa's."""
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}

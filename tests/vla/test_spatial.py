@@ -42,7 +42,9 @@ def test_spatial_encoding_uses_no_depth_vector_and_gets_gradients():
     enc = SpatialEncoding(16, num_freqs=4)
     with torch.no_grad():
         enc.no_depth.fill_(7.0)
-    pts = torch.randn(5, 3, requires_grad=True)
+    g = torch.Generator().manual_seed(0)
+    inside = enc.low + torch.rand(5, 3, generator=g) * (enc.high - enc.low)  # in the workspace box
+    pts = inside.clone().requires_grad_(True)
     valid = torch.tensor([True, False, True, False, True])
     out = enc(pts, valid)
     assert out.shape == (5, 16)
@@ -50,6 +52,13 @@ def test_spatial_encoding_uses_no_depth_vector_and_gets_gradients():
     out.sum().backward()
     assert enc.no_depth.grad is not None and enc.mlp[0].weight.grad.abs().sum() > 0
     assert pts.grad[1].abs().sum() == 0 and pts.grad[0].abs().sum() > 0  # invalid cells ignore their points
+
+
+def test_points_far_outside_the_workspace_are_clamped():
+    enc = SpatialEncoding(8)
+    far = torch.tensor([[5.0, 0.0, 0.2], [50.0, 0.0, 0.2]])
+    out = enc(far, torch.ones(2, dtype=torch.bool))
+    torch.testing.assert_close(out[0], out[1])  # both beyond the box edge: the same encoding
 
 
 def test_small_init_barely_perturbs_features():

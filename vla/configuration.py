@@ -65,7 +65,7 @@ class VLAConfig:
     """frames the policy sees per step (current included)"""
     history_window: int = 20
     """candidate frames (bank entries) the sampler picks from"""
-    history_stride: int = 4
+    history_stride: int = 6
     """the bank keeps every ``history_stride``-th step"""
     bank_threshold: float = 0.98
     """memory-bank sampling: cosine similarity below which a frame counts as distinct"""

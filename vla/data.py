@@ -83,7 +83,6 @@ class DemoDataset(Dataset):
                             )
                         if any("intrinsics" not in r or "extrinsics" not in r for r in raw):
                             raise ValueError(f"{path}: demo {i} has no intrinsics/extrinsics for {cams}")
-                        t = len(ep)
                         rgb = np.stack([r["rgb"] for r in raw], 1)  # [T, C, H, W, 3]
                         dep = np.stack([r.get("depth", np.zeros(r["rgb"].shape[:3], np.float32)) for r in raw], 1)
                         fr = prepare_frames(rgb, dep, np.stack([r["intrinsics"] for r in raw], 1),
@@ -94,7 +93,6 @@ class DemoDataset(Dataset):
                             w2c=fr["extrinsics"].numpy(), features=thumbnail_features(rgb_small[:, 0]),
                             episode=len(self.actions),
                         ))  # fmt: skip
-                        assert len(rgb_small) == t
                     self.actions.append(ep.actions.astype(np.float32))
                     self.states.append(ep.state.astype(np.float32))
                     self.instructions.append(str(ep.attrs.get("instruction", f.attrs.get("instruction", ""))))

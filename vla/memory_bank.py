@@ -4,14 +4,15 @@
 frames, starting from the current frame and using feature similarity, so that a long static
 stretch (the robot waiting, the scene unchanged) does not fill the context with duplicates while
 a frame that showed something since gone (a cue, an object's old position) can survive. The
-paper's exact rule is not public; ours is below. Defaults k = 5, n = 20, stride 4 are ours.
+paper's exact rule is not public; ours is below. Defaults k = 5, n = 20, stride 6 are ours.
 
 The bank. A :class:`FrameBank` keeps the frames of one episode whose step index is a multiple of
 ``stride`` (at most ``capacity`` of them, oldest dropped first) with a cheap feature for each: a
 small thumbnail of the image (:func:`thumbnail_features`), so features are computed once per
 frame and cached, and sampling costs a k x n block of cosine similarities. The window at step t is
-the last ``n - 1`` bank frames before t plus the current frame; with stride 4 and n = 20 it spans
-the last 76 steps (3.8 s at 20 Hz). :func:`window_steps` gives the same window from step indices
+the last ``n - 1`` bank frames before t plus the current frame; with stride 6 and n = 20 it spans
+the last 114 steps (5.7 s at 20 Hz; stride 4 spanned too little of a LitBowl episode to reach
+back to its cue in 90% of the steps, see ``tools/bench/memory_bank_cue.py``). :func:`window_steps` gives the same window from step indices
 alone, so training (which reads whole episodes) and inference (which sees one step at a time) pick
 from the same candidates.
 
@@ -49,7 +50,7 @@ import torch.nn.functional as F
 
 DEFAULT_K = 5
 DEFAULT_WINDOW = 20
-DEFAULT_STRIDE = 4
+DEFAULT_STRIDE = 6
 DEFAULT_THRESHOLD = 0.98
 THUMBNAIL = 8  # pixels per side of the feature thumbnail
 

@@ -120,7 +120,7 @@ def test_memory_bank_keeps_the_lit_bowl_cue_after_it_is_gone():
                 break
         feats = thumbnail_features(np.stack(frames))
         for t in range(CUE_STEPS, len(frames)):
-            cand = window_steps(t)  # the defaults: 20 bank frames, stride 4
+            cand = window_steps(t)  # the defaults: 20 bank frames, stride 6
             for name in kept:
                 kept[name].append(any(cand[i] < CUE_STEPS for i in make_sampler(name, 5).select(feats[cand])))
     env.close()

@@ -2,7 +2,7 @@
 
 For scripted-expert LitBowl episodes seen from the MV-Bench training views, at every decision step
 after the cue (the lit bowl) has gone dark, each sampler picks its frames from the same window
-(k = 5 of the last 20 bank frames kept every 4 steps, on cached thumbnail features); we count the
+(by default k = 5 of the last 20 bank frames kept every 6 steps, on cached thumbnail features); we count the
 steps where at least one picked frame was taken while the cue was shown.
 
     python tools/bench/memory_bank_cue.py --seeds 10 --out outputs/bench/memory_bank_cue.json
@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--window", type=int, default=20)
-    ap.add_argument("--stride", type=int, default=4)
+    ap.add_argument("--stride", type=int, default=6)
     ap.add_argument("--out", default="outputs/bench/memory_bank_cue.json")
     args = ap.parse_args()
 

@@ -40,7 +40,10 @@ def env_step_input(observation: dict, instruction: str, config: VLAConfig) -> di
         depth.append(cam["depth"] if config.uses_depth else np.zeros(np.shape(cam["rgb"])[:2], np.float32))
         K.append(cam["intrinsics"])
         w2c.append(cam["extrinsics"])
-    frames = prepare_frames(np.stack(rgb), np.stack(depth), np.stack(K), np.stack(w2c), config.vision.image_size)
+    try:
+        frames = prepare_frames(np.stack(rgb), np.stack(depth), np.stack(K), np.stack(w2c), config.vision.image_size)
+    except ValueError as exc:  # name the observation field, not the helper's argument
+        raise ValueError(f"observation.cameras.{'/'.join(config.cameras)}.{exc}") from None
     state = np.asarray(observation.get("state"), dtype=np.float32)
     if state.shape != (config.state_dim,):
         raise ValueError(f"observation.state: expected shape [{config.state_dim}], got {list(state.shape)}")

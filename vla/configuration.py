@@ -57,7 +57,10 @@ class VLAConfig:
     """log-spaced frequencies of the Fourier features of normalised xyz"""
     workspace_low: list[float] = field(default_factory=lambda: [0.0, -0.6, -0.1])
     workspace_high: list[float] = field(default_factory=lambda: [1.0, 0.6, 0.6])
-    """box (metres, in the frame of the points) mapped to [-1, 1] before the Fourier features"""
+    """box (metres, base frame) mapped to [-1, 1] before the Fourier features (spatial='base')"""
+    camera_low: list[float] = field(default_factory=lambda: [-1.5, -1.5, 0.2])
+    camera_high: list[float] = field(default_factory=lambda: [1.5, 1.5, 3.0])
+    """the same box in the camera frame (x right, y down, z forward), for spatial='camera'"""
     time: Literal["sinusoidal", "learned", "none"] = "sinusoidal"
     """relative-time token per history frame (concatenated to the frame's tokens)"""
     sampler: Literal["memory_bank", "uniform", "recent", "single"] = "memory_bank"
@@ -79,8 +82,6 @@ class VLAConfig:
     max_text_len: int = 16
     state_dim: int = 15
     max_cameras: int = 4
-    control_hz: float = 20.0
-    """env control rate: converts step offsets to seconds for the time tokens"""
 
     def __post_init__(self):
         checks = [
@@ -100,6 +101,7 @@ class VLAConfig:
             (self.vision.grid >= 1, f"vision.grid: expected >= 1, got {self.vision.grid}"),
             (self.text != "pretrained" or self.text_path, "text_path: required when text='pretrained'"),
             (len(self.workspace_low) == 3 and len(self.workspace_high) == 3, "workspace_low/high: expected 3 values"),
+            (len(self.camera_low) == 3 and len(self.camera_high) == 3, "camera_low/high: expected 3 values"),
         ]
         for ok, msg in checks:
             if not ok:

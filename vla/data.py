@@ -99,6 +99,7 @@ class DemoDataset(Dataset):
         if not self.streams:
             raise ValueError(f"{paths[0]}: no demonstrations")
         self.index = [(s, t) for s, st in enumerate(self.streams) for t in range(len(st.rgb))]
+        self._history: dict[tuple[int, int], list[int]] = {}
         self.vocab = InstructionTokenizer.build(self.instructions).vocab
         self.stats = compute_stats(np.concatenate(self.actions), np.concatenate(self.states))
         if self.states[0].shape[1] != config.state_dim:
@@ -108,10 +109,16 @@ class DemoDataset(Dataset):
         return len(self.index)
 
     def history(self, stream: int, t: int) -> list[int]:
-        """The steps the policy sees at step ``t`` of a stream (oldest first, ``t`` last)."""
-        c = self.config
-        steps = window_steps(t, c.history_window, c.history_stride)
-        return [steps[i] for i in self.sampler.select(self.streams[stream].features[steps])]
+        """The steps the policy sees at step ``t`` of a stream (oldest first, ``t`` last).
+
+        The choice depends only on the cached features, so it is made once per sample and kept:
+        after the first epoch memory-bank sampling costs what uniform sampling does."""
+        key = (stream, t)
+        if key not in self._history:
+            c = self.config
+            steps = window_steps(t, c.history_window, c.history_stride)
+            self._history[key] = [steps[i] for i in self.sampler.select(self.streams[stream].features[steps])]
+        return self._history[key]
 
     def __getitem__(self, i: int) -> dict:
         c = self.config

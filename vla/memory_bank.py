@@ -12,9 +12,9 @@ small thumbnail of the image (:func:`thumbnail_features`), so features are compu
 frame and cached, and sampling costs a k x n block of cosine similarities. The window at step t is
 the last ``n - 1`` bank frames before t plus the current frame; with stride 6 and n = 20 it spans
 the last 114 steps (5.7 s at 20 Hz; stride 4 spanned too little of a LitBowl episode to reach
-back to its cue in 90% of the steps, see ``tools/bench/memory_bank_cue.py``). :func:`window_steps` gives the same window from step indices
-alone, so training (which reads whole episodes) and inference (which sees one step at a time) pick
-from the same candidates.
+back to its cue in 90% of the steps, see ``tools/bench/memory_bank_cue.py``). :func:`window_steps`
+gives the same window from step indices alone, so training (which reads whole episodes) and
+inference (which sees one step at a time) pick from the same candidates.
 
 Memory-bank sampling (:class:`MemoryBankSampler`), on features f (cosine similarity c):
 

@@ -98,19 +98,22 @@ class VisionEncoder(nn.Module):
         import timm
 
         kw = {"img_size": image_size} if backbone.startswith(("vit", "deit")) else {}
+        if pretrained_path is not None:
+            # timm's own loader: it maps a plain checkpoint of the model onto the feature wrapper,
+            # resamples a ViT's position embedding to this image size, and reads .pth files with
+            # weights_only=True (safetensors as they are); nothing is downloaded
+            if not Path(pretrained_path).is_file():
+                raise FileNotFoundError(f"vision.pretrained_path: no such file {pretrained_path}")
+            kw.update(pretrained=True, pretrained_cfg_overlay={"file": str(pretrained_path)})
         try:
-            self.net = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=(stage,), **kw)
-        except (RuntimeError, ValueError, IndexError) as exc:
-            raise ValueError(f"vision.backbone: cannot build {backbone!r} at stage {stage}: {exc}") from None
+            self.net = timm.create_model(backbone, features_only=True, out_indices=(stage,), **kw)
+        except (RuntimeError, ValueError, IndexError, KeyError) as exc:
+            what = f"load {pretrained_path} into" if pretrained_path else "build"
+            raise ValueError(
+                f"vision: cannot {what} {backbone!r} at stage {stage}: {str(exc).splitlines()[0]}"
+            ) from None
         self.channels = self.net.feature_info.channels()[-1]
         self.grid = grid
-        if pretrained_path is not None:
-            from worldline.io import load_weights
-
-            state = load_weights(pretrained_path)
-            missing, unexpected = self.net.load_state_dict(state, strict=False)
-            if len(missing) == len(self.net.state_dict()):
-                raise ValueError(f"vision.pretrained_path: {pretrained_path} matches none of {backbone}'s weights")
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -139,11 +142,11 @@ class FourDVLAPolicy(nn.Module):
             c.vision.backbone, c.vision.stage, c.vision.grid, c.vision.image_size, c.vision.pretrained_path
         )
         cv = self.vision.channels
-        self.spatial = (
-            SpatialEncoding(cv, c.fourier_freqs, tuple(c.workspace_low), tuple(c.workspace_high))
-            if c.spatial != "none"
-            else None
-        )
+        if c.spatial == "none":
+            self.spatial = None
+        else:  # camera-frame points live in another box than base-frame ones
+            low, high = (c.workspace_low, c.workspace_high) if c.spatial == "base" else (c.camera_low, c.camera_high)
+            self.spatial = SpatialEncoding(cv, c.fourier_freqs, tuple(low), tuple(high))
         self.proj = nn.Sequential(nn.Linear(cv, d), nn.LayerNorm(d))
         self.cam_embed = nn.Embedding(c.max_cameras, d)
         self.grid_pos = nn.Parameter(torch.randn(c.vision.grid**2, d) * 0.02)
@@ -204,6 +207,11 @@ class FourDVLAPolicy(nn.Module):
             shape = None if img is None else list(img.shape)
             raise ValueError(f"observation.images: expected [B, T, C, 3, S, S], got {shape}")
         b, t, ncam = img.shape[:3]
+        size = c.vision.image_size
+        if tuple(img.shape[-2:]) != (size, size):
+            raise ValueError(
+                f"observation.images: expected {size}x{size} frames (vision.image_size), got {list(img.shape)}"
+            )
         if ncam != len(c.cameras):
             raise ValueError(f"observation.images: {ncam} cameras, but the config reads {c.cameras}")
         want = {"observation.intrinsics": (b, t, ncam, 3, 3), "observation.extrinsics": (b, t, ncam, 4, 4)}
@@ -326,6 +334,7 @@ class FourDVLAPolicy(nn.Module):
         :mod:`vla.adapter` builds it from an env observation.
         """
         c = self.config
+        self._check_step(observation)  # before the bank remembers anything of this step
         frame = {k: v for k, v in observation.items() if k.startswith("observation.") and k != "observation.state"}
         feature = thumbnail_features(observation["observation.images"][0].permute(1, 2, 0))
         candidates = self._bank.window(self._step, feature, frame)
@@ -342,6 +351,18 @@ class FourDVLAPolicy(nn.Module):
             self._queue.extend(self.predict_action_chunk(batch)[0].cpu())
         self._step += 1
         return self._queue.popleft()
+
+    def _check_step(self, observation: dict) -> None:
+        """One step's input (no batch or time axes), checked as :meth:`_check` checks batches."""
+        one = {k: torch.as_tensor(v)[None, None] for k, v in observation.items()
+               if k.startswith("observation.") and k != "observation.state"}  # fmt: skip
+        if "observation.state" not in observation:
+            raise ValueError("observation.state: missing; the policy needs the proprioception")
+        one["observation.state"] = torch.as_tensor(observation["observation.state"], dtype=torch.float32)[None]
+        one["observation.time"] = torch.zeros(1, 1)
+        one["observation.frame_mask"] = torch.ones(1, 1, dtype=torch.bool)
+        one["task"] = [observation.get("task", "")]
+        self._check(one)
 
     # -- weights --------------------------------------------------------------------------------
 

@@ -1,5 +1,3 @@
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -188,21 +186,54 @@ def test_optim_params_cover_every_trainable_parameter_once():
     assert groups[1]["weight_decay"] == 0.0 and any(p is pol.queries for p in groups[1]["params"])
 
 
-def test_vit_backbone_and_local_pretrained_weights(tmp_path):
+def test_vit_backbone_loads_an_original_timm_checkpoint_from_a_local_file(tmp_path):
+    """A plain timm ViT checkpoint (224 px, as published) loads into the 32 px feature backbone: the
+    weights are mapped onto the feature wrapper and the position embedding is resampled."""
+    import timm
+
     from worldline.io import save_weights
 
-    cfg = tiny(vision=VisionConfig(backbone="vit_tiny_patch16_224", stage=0, image_size=S, grid=2))
-    pol = FourDVLAPolicy(cfg, VOCAB)
+    torch.manual_seed(0)
+    original = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+    save_weights(original.state_dict(), tmp_path / "vit.safetensors")
+    vision = VisionConfig(backbone="vit_tiny_patch16_224", stage=11, image_size=S, grid=2,
+                          pretrained_path=str(tmp_path / "vit.safetensors"))  # fmt: skip
+    pol = FourDVLAPolicy(tiny(vision=vision), VOCAB)
+    got = {k.split("model.", 1)[-1]: v for k, v in pol.vision.net.state_dict().items()}
+    assert torch.equal(got["patch_embed.proj.weight"], original.state_dict()["patch_embed.proj.weight"])
+    assert torch.equal(got["blocks.11.mlp.fc2.weight"], original.state_dict()["blocks.11.mlp.fc2.weight"])
+    assert got["pos_embed"].shape[1] == 1 + (S // 16) ** 2  # resampled from 1 + 14 * 14
     pol(batch())[0].backward()
-    save_weights(pol.vision.net.state_dict(), tmp_path / "vit.safetensors")
-    cfg2 = dataclasses.replace(
-        cfg, vision=dataclasses.replace(cfg.vision, pretrained_path=str(tmp_path / "vit.safetensors"))
-    )
-    pol2 = FourDVLAPolicy(cfg2, VOCAB)
-    for (k, v), (_, w) in zip(pol.vision.net.state_dict().items(), pol2.vision.net.state_dict().items()):
-        assert torch.equal(v, w), k
-    with pytest.raises(ValueError, match="vision.backbone: cannot build 'resnet10t' at stage 9"):
+    with pytest.raises(ValueError, match="vision: cannot build 'resnet10t' at stage 9"):
         FourDVLAPolicy(tiny(vision=VisionConfig(stage=9, image_size=S)), VOCAB)
+    with pytest.raises(FileNotFoundError, match="vision.pretrained_path: no such file"):
+        FourDVLAPolicy(tiny(vision=VisionConfig(image_size=S, pretrained_path=str(tmp_path / "nope.pt"))), VOCAB)
+
+
+def test_two_cameras():
+    pol = FourDVLAPolicy(tiny(cameras=["main", "wrist"]), VOCAB)
+    loss, _ = pol(batch(c=2))
+    loss.backward()
+    assert pol.cam_embed.weight.grad[:2].abs().sum(-1).gt(0).all() and pol.cam_embed.weight.grad[2:].abs().sum() == 0
+
+
+def test_camera_frame_points_use_a_camera_frame_box():
+    pol = FourDVLAPolicy(tiny(spatial="camera"), VOCAB)
+    assert pol.spatial.high[2] >= 3.0  # depth up to 3 m is not clamped
+
+
+def test_a_bad_step_does_not_poison_the_episode():
+    pol = FourDVLAPolicy(tiny(), VOCAB).eval()
+    one = {k: v[0, -1] for k, v in batch(b=1).items() if k in (
+        "observation.images", "observation.depth", "observation.intrinsics", "observation.extrinsics")}  # fmt: skip
+    bad = dict(one, **{"observation.state": torch.full((15,), float("nan")), "task": TEXTS[0]})
+    with pytest.raises(ValueError, match="observation.state: contains NaN"):
+        pol.select_action(bad)
+    with pytest.raises(ValueError, match="observation.state: missing"):
+        pol.select_action(dict(one, task=TEXTS[0]))
+    assert pol.select_action(dict(one, **{"observation.state": torch.zeros(15), "task": TEXTS[0]})).shape == (7,)
+    with pytest.raises(ValueError, match=r"observation.images: expected 32x32 frames"):
+        pol(dict(batch(), **{"observation.images": torch.rand(2, 3, 1, 3, 16, 16)}))
 
 
 # --- bad input ---------------------------------------------------------------------------------

@@ -100,7 +100,13 @@ class FrameSampler:
             raise ValueError(f"k: expected at least 1 frame, got {k}")
         self.k = k
 
-    def select(self, features: torch.Tensor) -> list[int]:  # features [n, F]
+    def select(self, features: torch.Tensor) -> list[int]:
+        """Indices (sorted, the current frame ``n - 1`` last) into a window ``features [n, F]``."""
+        if len(features) == 0:
+            raise ValueError("features: the window is empty")
+        return self._select(features)
+
+    def _select(self, features: torch.Tensor) -> list[int]:
         raise NotImplementedError
 
 
@@ -115,10 +121,8 @@ class MemoryBankSampler(FrameSampler):
             raise ValueError(f"threshold: expected a cosine similarity in [-1, 1], got {threshold}")
         self.threshold = threshold
 
-    def select(self, features: torch.Tensor) -> list[int]:
+    def _select(self, features: torch.Tensor) -> list[int]:
         n = len(features)
-        if n == 0:
-            raise ValueError("features: the window is empty")
         sim = _cosine(features).tolist()  # python floats: the loop is over at most n * k entries
         cur = n - 1
         kept = [cur]
@@ -141,10 +145,8 @@ class UniformSampler(FrameSampler):
 
     name = "uniform"
 
-    def select(self, features: torch.Tensor) -> list[int]:
+    def _select(self, features: torch.Tensor) -> list[int]:
         n = len(features)
-        if n == 0:
-            raise ValueError("features: the window is empty")
         return sorted({int(round(x)) for x in np.linspace(0, n - 1, min(self.k, n))})
 
 
@@ -153,10 +155,8 @@ class RecentSampler(FrameSampler):
 
     name = "recent"
 
-    def select(self, features: torch.Tensor) -> list[int]:
+    def _select(self, features: torch.Tensor) -> list[int]:
         n = len(features)
-        if n == 0:
-            raise ValueError("features: the window is empty")
         return list(range(max(0, n - self.k), n))
 
 
@@ -168,9 +168,7 @@ class SingleFrameSampler(FrameSampler):
     def __init__(self, k: int = 1):
         super().__init__(1)
 
-    def select(self, features: torch.Tensor) -> list[int]:
-        if len(features) == 0:
-            raise ValueError("features: the window is empty")
+    def _select(self, features: torch.Tensor) -> list[int]:
         return [len(features) - 1]
 
 

@@ -11,8 +11,6 @@ steps where at least one picked frame was taken while the cue was shown.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 
 def main() -> None:
@@ -34,6 +32,7 @@ def main() -> None:
     from envs.mvbench.views import load_split
     from envs.tasks import CUE_STEPS
     from vla.memory_bank import make_sampler, thumbnail_features, window_steps
+    from worldline.io import save_json
 
     samplers = {n: make_sampler(n, args.k) for n in ("memory_bank", "uniform", "recent", "single")}
     hits = {n: [] for n in samplers}
@@ -64,9 +63,7 @@ def main() -> None:
     }  # fmt: skip
     for n, r in result["cue_kept_rate"].items():
         print(f"{n:>12}: keeps a cue frame at {100 * r:.1f}% of {result['decision_steps']} post-cue steps")
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2, sort_keys=True)
+    save_json(result, args.out)
 
 
 if __name__ == "__main__":

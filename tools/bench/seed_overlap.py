@@ -12,8 +12,6 @@ the object poses after reset. Runs on older checkouts too (where both sides used
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 import numpy as np
 
@@ -39,6 +37,7 @@ def main() -> None:
     import envs
     from envs.mvbench.collect import CollectConfig
     from envs.mvbench.evaluate import evaluate
+    from worldline.io import save_json
 
     collect_seed, eval_seed = _seed_fns()
     ccfg = CollectConfig()
@@ -64,9 +63,7 @@ def main() -> None:
         env.close()
     result["total"] = {"eval_episodes": total, "shared_with_demos": shared}
     print(f"{'total':>24}: {shared}/{total}")
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2, sort_keys=True)
+    save_json(result, args.out)
 
 
 if __name__ == "__main__":

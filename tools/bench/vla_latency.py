@@ -48,6 +48,7 @@ def main() -> None:
     from vla.data import DemoDataset
     from vla.language import InstructionTokenizer
     from vla.modeling import FourDVLAPolicy
+    from worldline.io import save_json
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -123,9 +124,7 @@ def main() -> None:
         "first_epoch_memory_bank_over_uniform": first["memory_bank"] / first["uniform"],
     }  # fmt: skip
     print(json.dumps(result, indent=2))
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2, sort_keys=True)
+    save_json(result, args.out)
 
 
 if __name__ == "__main__":

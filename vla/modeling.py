@@ -104,7 +104,9 @@ class VisionEncoder(nn.Module):
             # weights_only=True (safetensors as they are); nothing is downloaded
             if not Path(pretrained_path).is_file():
                 raise FileNotFoundError(f"vision.pretrained_path: no such file {pretrained_path}")
-            kw.update(pretrained=True, pretrained_cfg_overlay={"file": str(pretrained_path)})
+            # "file" is the only weight source left: url and hub id are blanked, so this never downloads
+            local = {"file": str(pretrained_path), "url": "", "hf_hub_id": ""}
+            kw.update(pretrained=True, pretrained_cfg_overlay=local)
         try:
             self.net = timm.create_model(backbone, features_only=True, out_indices=(stage,), **kw)
         except (RuntimeError, ValueError, IndexError, KeyError) as exc:

@@ -58,6 +58,7 @@ class DemoDataset(Dataset):
         self.states: list[np.ndarray] = []
         self.instructions: list[str] = []
         self.render_profiles: set[str] = set()
+        self.tasks: list[str] = []  # MV-Bench task names of the files, where recorded
         size = config.vision.image_size
         paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
         if not paths:
@@ -66,6 +67,8 @@ class DemoDataset(Dataset):
             with DemoFile(path) as f:
                 if f.render_profile is not None:
                     self.render_profiles.add(f.render_profile["name"])
+                if f.attrs.get("task") and f.attrs["task"] not in self.tasks:
+                    self.tasks.append(str(f.attrs["task"]))
                 for i in range(len(f) if max_episodes is None else min(max_episodes, len(f))):
                     ep = f[i]
                     names = views or [n for n in ep.cameras if n != "wrist"]

@@ -1,0 +1,267 @@
+"""Training the 4D-VLA policy: AdamW, warm-up + cosine schedule, gradient accumulation and
+clipping, bf16 autocast on CUDA, atomic checkpoints, and exact resume.
+
+Checkpoints (``<out>/checkpoints/step_<N>/``, the last ``keep_last`` kept)::
+
+    model.safetensors     weights and normalisation statistics       (FourDVLAPolicy.save)
+    config.json           model config, vocabulary, metadata          (FourDVLAPolicy.save)
+    optimizer.safetensors optimizer moments, torch RNG state
+    trainer.json          step, data position, scheduler, param-group hyperparameters, the
+                          Python/NumPy RNG states, the training config
+
+A checkpoint is written into a temporary folder, every file fsync'ed, then renamed into place,
+so a run killed at any instant leaves only complete checkpoints. Nothing is pickled.
+
+Exact resume: the data order is a permutation drawn from (seed, epoch), and the position in it is
+saved; model, optimizer, scheduler and every RNG are restored. Restarted with the same command, a
+killed run continues from its last checkpoint and follows the uninterrupted run's losses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla.configuration import VLAConfig, apply_baseline
+from vla.data import DemoDataset
+from vla.modeling import FourDVLAPolicy
+from worldline.io import load_json, load_weights, save_json, save_weights
+
+
+@dataclass
+class TrainConfig:
+    data: list[Path] = field(default_factory=lambda: [Path("data/mvbench")])
+    """demonstration files (HDF5), or folders whose *.hdf5 files are all used"""
+    out: Path = Path("runs/vla")
+    """run folder: checkpoints/, metrics.jsonl, TensorBoard events"""
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup: int = 100
+    """linear warm-up steps, then cosine decay to 10% of lr"""
+    grad_accum: int = 1
+    """micro-batches per optimizer step (the batch is batch_size x grad_accum)"""
+    clip: float = 1.0
+    """gradient norm clipping (0: off)"""
+    save_every: int = 500
+    keep_last: int = 3
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    """'auto' (CUDA when present), 'cpu' or 'cuda[:i]'"""
+    baseline: str | None = None
+    """train a baseline instead of 4D-VLA: see vla.configuration.BASELINES"""
+    views: list[str] | None = None
+    """recorded cameras used as the policy's main view (default: all but the wrist camera)"""
+    max_episodes: int | None = None
+    """per file, the first N episodes"""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)"""
+
+
+def _data_files(paths: list[Path]) -> list[Path]:
+    files = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(p.glob("*.hdf5"))
+            if not found:
+                raise FileNotFoundError(f"data: no *.hdf5 files in {p}")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"data: no such file or folder {p}")
+    return files
+
+
+def _schedule(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _collate(samples: list[dict]) -> dict:
+    out = {k: torch.stack([s[k] for s in samples]) for k in samples[0] if k != "task"}
+    out["task"] = [s["task"] for s in samples]
+    return out
+
+
+class Trainer:
+    """One training run; ``run()`` trains to ``config.steps``, resuming from the last checkpoint."""
+
+    def __init__(self, config: TrainConfig, model_config: VLAConfig):
+        c = self.config = config
+        for name in ("steps", "batch_size", "grad_accum", "save_every", "keep_last", "log_every"):
+            if getattr(c, name) < 1:
+                raise ValueError(f"{name}: expected at least 1, got {getattr(c, name)}")
+        if c.baseline is not None:
+            model_config = apply_baseline(model_config, c.baseline)
+        self.model_config = model_config
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        self.device = torch.device("cuda" if c.device == "auto" and torch.cuda.is_available() else
+                                   "cpu" if c.device == "auto" else c.device)  # fmt: skip
+        self.files = _data_files(c.data)
+        self.data = DemoDataset(self.files, model_config, views=c.views, max_episodes=c.max_episodes)
+        torch.manual_seed(c.seed)
+        self.policy = FourDVLAPolicy(model_config, self.data.vocab, self.data.stats).to(self.device)
+        self.opt = torch.optim.AdamW(self.policy.get_optim_params(), lr=c.lr, weight_decay=c.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: _schedule(s, c.warmup, c.steps))
+        self.step, self.epoch, self.pos = 0, 0, 0
+        self.ckpt_dir = Path(c.out) / "checkpoints"
+
+    # -- data order ---------------------------------------------------------------------------
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.data), generator=g)
+
+    def _next_batch(self) -> dict:
+        idx = []
+        while len(idx) < self.config.batch_size:
+            order = self._order(self.epoch)
+            take = order[self.pos : self.pos + self.config.batch_size - len(idx)].tolist()
+            idx += take
+            self.pos += len(take)
+            if self.pos >= len(order):
+                self.epoch, self.pos = self.epoch + 1, 0
+        batch = _collate([self.data[i] for i in idx])
+        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def _meta(self) -> dict:
+        profiles = sorted(self.data.render_profiles)
+        return {"render_profile": profiles[0] if len(profiles) == 1 else None, "data": [str(f) for f in self.files],
+                "tasks": self.data.tasks, "step": self.step, "baseline": self.config.baseline}  # fmt: skip
+
+    def save(self) -> Path:
+        final = self.ckpt_dir / f"step_{self.step:08d}"
+        tmp = self.ckpt_dir / f".step_{self.step:08d}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.policy.save(tmp, meta=self._meta())
+        opt_state = self.opt.state_dict()
+        tensors = {f"state.{i}.{k}": v for i, s in opt_state["state"].items() for k, v in s.items()}
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        save_weights(tensors, tmp / "optimizer.safetensors")
+        np_state = np.random.get_state()  # noqa: NPY002 (the global RNG other code may draw from)
+        py_state = random.getstate()
+        save_json({
+            "step": self.step, "epoch": self.epoch, "pos": self.pos,
+            "param_groups": opt_state["param_groups"], "scheduler": self.sched.state_dict(),
+            "rng_numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "rng_python": [py_state[0], list(py_state[1]), py_state[2]],
+            "train_config": json.loads(json.dumps(self.config.__dict__, default=str)),
+        }, tmp / "trainer.json")  # fmt: skip
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in sorted(self.ckpt_dir.glob("step_*"))[: -self.config.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def latest(self) -> Path | None:
+        done = sorted(p for p in self.ckpt_dir.glob("step_*") if (p / "trainer.json").is_file())
+        return done[-1] if done else None
+
+    def resume(self, path: Path) -> None:
+        info = load_json(path / "config.json")
+        saved = info["config"]
+        from worldline.config import to_dict
+
+        now = to_dict(self.model_config)
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if diff:
+            raise ValueError(f"{path}: checkpoint of a different model config; fields differ: {', '.join(diff)}")
+        weights = load_weights(path / "model.safetensors", device=self.device)
+        self.policy.load_state_dict(weights)
+        opt = load_weights(path / "optimizer.safetensors")
+        trainer = load_json(path / "trainer.json")
+        state: dict = {}
+        for key, value in opt.items():
+            if key.startswith("state."):
+                _, i, name = key.split(".", 2)
+                state.setdefault(int(i), {})[name] = value.to(self.device) if name != "step" else value
+        self.opt.load_state_dict({"state": state, "param_groups": trainer["param_groups"]})
+        self.sched.load_state_dict(trainer["scheduler"])
+        torch.set_rng_state(opt["rng.torch"])
+        if "rng.cuda" in opt and torch.cuda.is_available():
+            torch.cuda.set_rng_state(opt["rng.cuda"])
+        n = trainer["rng_numpy"]
+        np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))  # noqa: NPY002
+        p = trainer["rng_python"]
+        random.setstate((p[0], tuple(p[1]), p[2]))
+        self.step, self.epoch, self.pos = trainer["step"], trainer["epoch"], trainer["pos"]
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, progress: bool = True) -> dict:
+        from tqdm import tqdm
+
+        c = self.config
+        last = self.latest()
+        if last is not None:
+            self.resume(last)
+        out = Path(c.out)
+        out.mkdir(parents=True, exist_ok=True)
+        log_path = out / "metrics.jsonl"
+        if log_path.exists():  # drop what was logged after the checkpoint we resume from
+            kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
+            log_path.write_text("".join(ln + "\n" for ln in kept))
+        writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out / "tb"), purge_step=self.step + 1)
+        except ImportError:  # tensorboard is optional for the loop itself
+            pass
+        autocast = self.device.type == "cuda"
+        bar = tqdm(total=c.steps, initial=self.step, desc="vla train", disable=not progress)
+        metrics: dict = {}
+        t0 = time.perf_counter()
+        self.policy.train()
+        with open(log_path, "a") as log:
+            while self.step < c.steps:
+                self.opt.zero_grad(set_to_none=True)
+                parts = []
+                for _ in range(c.grad_accum):
+                    batch = self._next_batch()
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                        loss, m = self.policy(batch)
+                    (loss / c.grad_accum).backward()
+                    parts.append(m)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.clip if c.clip > 0 else math.inf)
+                self.opt.step()
+                self.sched.step()
+                self.step += 1
+                metrics = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
+                metrics.update(step=self.step, lr=self.sched.get_last_lr()[0], grad_norm=float(grad_norm))
+                if self.step % c.log_every == 0 or self.step == c.steps:
+                    log.write(json.dumps(metrics, sort_keys=True) + "\n")
+                    log.flush()
+                    if writer is not None:
+                        for k, v in metrics.items():
+                            if k != "step":
+                                writer.add_scalar(f"train/{k}", v, self.step)
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
+                if self.step % c.save_every == 0 or self.step == c.steps:
+                    self.save()
+        bar.close()
+        if writer is not None:
+            writer.close()
+        return {"step": self.step, "seconds": time.perf_counter() - t0, "checkpoint": str(self.latest()), **metrics}

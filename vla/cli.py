@@ -13,6 +13,7 @@ command. Bad input ends with one line naming the argument, file or field (exit s
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,8 +77,16 @@ def _train(argv: list[str]) -> None:
     model = load_preset(preset)
     args = tyro.cli(TrainCommand, args=argv, default=TrainCommand(config=preset, model=model), prog="vla train")
     train = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    import torch
+
     result = Trainer(train, args.model).run()
-    print(f"trained to step {result['step']} (loss {result.get('loss', float('nan')):.4f}); {result['checkpoint']}")
+    if torch.distributed.is_initialized():
+        if "ranks_identical" in result and int(os.environ.get("RANK", "0")) == 0:
+            print(f"ranks hold identical weights: {result['ranks_identical']}")
+        torch.distributed.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        loss = result.get("loss", float("nan"))
+        print(f"trained to step {result['step']} (loss {loss:.4f}); {result['checkpoint']}")
 
 
 def _eval(argv: list[str]) -> None:

@@ -15,6 +15,17 @@ so a run killed at any instant leaves only complete checkpoints. Nothing is pick
 Exact resume: the data order is a permutation drawn from (seed, epoch), and the position in it is
 saved; model, optimizer, scheduler and every RNG are restored. Restarted with the same command, a
 killed run continues from its last checkpoint and follows the uninterrupted run's losses.
+
+Scaling: launched with torchrun (``torchrun --nproc_per_node N -m vla.cli train ...``, several
+nodes with ``--nnodes``/``--rdzv-endpoint``) the model is wrapped in DistributedDataParallel (NCCL
+on GPUs, gloo on CPUs) and each rank reads its shard of every global batch through a
+DistributedSampler: rank r takes ``perm[r::N]`` of the epoch's permutation, so the N local batches
+together are exactly the batch one process would take with ``batch_size x N``. ``batch_size`` is
+per rank. BatchNorm becomes SyncBatchNorm on CUDA (on CPU, per-rank statistics remain). The loss
+is a mean over each rank's valid action targets and DDP averages the ranks, so it equals the
+single-process loss when every rank has as many valid targets (always with ``chunk=1``; with
+chunks, samples near an episode's end have fewer). Rank 0 logs and writes checkpoints; all ranks
+resume from them.
 """
 
 from __future__ import annotations
@@ -111,8 +122,17 @@ class Trainer:
         self.model_config = model_config
         if c.threads:
             torch.set_num_threads(c.threads)
-        self.device = torch.device("cuda" if c.device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if c.device == "auto" else c.device)  # fmt: skip
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        cuda = torch.cuda.is_available() and c.device in ("auto", "cuda")
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if cuda else "gloo")
+        if cuda and self.world > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        else:
+            auto = "cuda" if cuda else "cpu"
+            self.device = torch.device(auto if c.device == "auto" else c.device)
         self.files = _data_files(c.data)
         self.data = DemoDataset(self.files, model_config, views=c.views, max_episodes=c.max_episodes)
         torch.manual_seed(c.seed)
@@ -121,18 +141,31 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: _schedule(s, c.warmup, c.steps))
         self.step, self.epoch, self.pos = 0, 0, 0
         self.ckpt_dir = Path(c.out) / "checkpoints"
+        self.model = self.policy  # what forward() goes through: DDP-wrapped when distributed
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            if self.device.type == "cuda":
+                self.policy = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.policy)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.policy, device_ids=ids)
 
     # -- data order ---------------------------------------------------------------------------
 
-    def _order(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self.data), generator=g)
+    def _order(self, epoch: int) -> list[int]:
+        """This rank's share of the epoch's permutation (all of it in a single process)."""
+        from torch.utils.data import DistributedSampler
+
+        sampler = DistributedSampler(self.data, num_replicas=self.world, rank=self.rank, shuffle=True,
+                                     seed=self.config.seed, drop_last=True)  # fmt: skip
+        sampler.set_epoch(epoch)
+        return list(sampler)
 
     def _next_batch(self) -> dict:
         idx = []
         while len(idx) < self.config.batch_size:
             order = self._order(self.epoch)
-            take = order[self.pos : self.pos + self.config.batch_size - len(idx)].tolist()
+            take = order[self.pos : self.pos + self.config.batch_size - len(idx)]
             idx += take
             self.pos += len(take)
             if self.pos >= len(order):
@@ -147,7 +180,9 @@ class Trainer:
         return {"render_profile": profiles[0] if len(profiles) == 1 else None, "data": [str(f) for f in self.files],
                 "tasks": self.data.tasks, "step": self.step, "baseline": self.config.baseline}  # fmt: skip
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        if self.rank != 0:
+            return None
         final = self.ckpt_dir / f"step_{self.step:08d}"
         tmp = self.ckpt_dir / f".step_{self.step:08d}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -216,32 +251,35 @@ class Trainer:
         last = self.latest()
         if last is not None:
             self.resume(last)
+        lead = self.rank == 0  # logs and checkpoints come from rank 0 only
         out = Path(c.out)
-        out.mkdir(parents=True, exist_ok=True)
-        log_path = out / "metrics.jsonl"
-        if log_path.exists():  # drop what was logged after the checkpoint we resume from
-            kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
-            log_path.write_text("".join(ln + "\n" for ln in kept))
-        writer = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        log, writer = None, None
+        if lead:
+            out.mkdir(parents=True, exist_ok=True)
+            log_path = out / "metrics.jsonl"
+            if log_path.exists():  # drop what was logged after the checkpoint we resume from
+                kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
+                log_path.write_text("".join(ln + "\n" for ln in kept))
+            log = open(log_path, "a")  # noqa: SIM115 (closed in finally)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(out / "tb"), purge_step=self.step + 1)
-        except ImportError:  # tensorboard is optional for the loop itself
-            pass
+                writer = SummaryWriter(str(out / "tb"), purge_step=self.step + 1)
+            except ImportError:  # tensorboard is optional for the loop itself
+                pass
         autocast = self.device.type == "cuda"
-        bar = tqdm(total=c.steps, initial=self.step, desc="vla train", disable=not progress)
+        bar = tqdm(total=c.steps, initial=self.step, desc="vla train", disable=not (progress and lead))
         metrics: dict = {}
         t0 = time.perf_counter()
         self.policy.train()
-        with open(log_path, "a") as log:
+        try:
             while self.step < c.steps:
                 self.opt.zero_grad(set_to_none=True)
                 parts = []
                 for _ in range(c.grad_accum):
                     batch = self._next_batch()
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
-                        loss, m = self.policy(batch)
+                        loss, m = self.model(batch)
                     (loss / c.grad_accum).backward()
                     parts.append(m)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.clip if c.clip > 0 else math.inf)
@@ -249,8 +287,12 @@ class Trainer:
                 self.sched.step()
                 self.step += 1
                 metrics = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
+                if self.world > 1:  # log the global batch's means, not one rank's share
+                    vals = torch.tensor([metrics[k] for k in sorted(metrics)], dtype=torch.float64)
+                    torch.distributed.all_reduce(vals)
+                    metrics = dict(zip(sorted(metrics), (vals / self.world).tolist()))
                 metrics.update(step=self.step, lr=self.sched.get_last_lr()[0], grad_norm=float(grad_norm))
-                if self.step % c.log_every == 0 or self.step == c.steps:
+                if lead and (self.step % c.log_every == 0 or self.step == c.steps):
                     log.write(json.dumps(metrics, sort_keys=True) + "\n")
                     log.flush()
                     if writer is not None:
@@ -261,7 +303,23 @@ class Trainer:
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
                 if self.step % c.save_every == 0 or self.step == c.steps:
                     self.save()
-        bar.close()
-        if writer is not None:
-            writer.close()
-        return {"step": self.step, "seconds": time.perf_counter() - t0, "checkpoint": str(self.latest()), **metrics}
+                    if self.world > 1:
+                        torch.distributed.barrier()
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+            if writer is not None:
+                writer.close()
+        result = {"step": self.step, "seconds": time.perf_counter() - t0, "checkpoint": str(self.latest()), **metrics}
+        if self.world > 1:
+            result["ranks_identical"] = self._ranks_identical()
+        return result
+
+    def _ranks_identical(self) -> bool:
+        """Whether every rank holds exactly the same weights (compared through rank 0)."""
+        flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in self.policy.parameters()])
+        mine = torch.tensor([flat.sum().item(), (flat * torch.arange(len(flat), dtype=torch.float64)).sum().item()])
+        gathered = [torch.zeros_like(mine) for _ in range(self.world)]
+        torch.distributed.all_gather(gathered, mine)
+        return all(torch.equal(g, gathered[0]) for g in gathered)

@@ -102,3 +102,36 @@ def test_eval_runs_a_checkpoint_on_mvbench(tmp_path, demos):
     assert res["tasks"] == ["PickCube"] and res["render_profile"]["name"] == "lowpoly"
     assert res["data_profile"]["name"] == "lowpoly" and res["privileged"] is False and res["cameras"] == ["main"]
     assert "policy: MVBenchPolicy" in out.stdout
+
+
+def test_ddp_on_two_gloo_ranks_equals_one_process_with_the_same_global_batch(tmp_path, demos):
+    """torchrun with 2 CPU processes (gloo, batch 4 each) against one process with batch 8. The
+    ViT backbone has no BatchNorm, whose per-rank statistics would differ by design on CPU; chunk 1
+    gives every sample one valid target (with chunks, samples near an episode's end have fewer, and
+    DDP's mean of per-rank means weighs them differently from one process's mean)."""
+    import torch
+    from safetensors.torch import load_file
+
+    tiny = TINY[: TINY.index("--model.dropout")]  # no dropout: its masks are drawn per process
+    common = ["--model.vision.backbone", "vit_tiny_patch16_224", "--model.vision.stage", "11", "--steps", "6",
+              "--save-every", "100", "--log-every", "1", "--warmup", "2", "--threads", "1", "--data", str(demos),
+              "--model.chunk", "1", *tiny]  # fmt: skip
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vla.cli", "train",
+         *common, "--batch-size", "4", "--out", str(tmp_path / "ddp")], capture_output=True, text=True,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "ranks hold identical weights: True" in ddp.stdout
+    one = _vla(["train", *common, "--batch-size", "8", "--out", str(tmp_path / "one")], tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    la, _ = _losses(tmp_path / "ddp")
+    lb, _ = _losses(tmp_path / "one")
+    assert la.keys() == lb.keys() == set(range(1, 7))
+    for s in la:
+        assert abs(la[s] - lb[s]) < 1e-5, f"step {s}: {la[s]} (2 ranks) vs {lb[s]} (1 process)"
+    a = load_file(str(tmp_path / "ddp/checkpoints/step_00000006/model.safetensors"))
+    b = load_file(str(tmp_path / "one/checkpoints/step_00000006/model.safetensors"))
+    # the gradients agree to float roundoff (another summation order); Adam's normalised step can
+    # turn roundoff in a near-zero gradient into up to lr (3e-4) per step, so weights get 6 x lr
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=6 * 3e-4, rtol=0, msg=k)

@@ -21,7 +21,7 @@ from vla.configuration import VLAConfig
 from vla.language import InstructionTokenizer
 from vla.memory_bank import make_sampler, thumbnail_features, window_steps
 from vla.modeling import collate_history, compute_stats
-from vla.processing import prepare_frames
+from vla.processing import augment_frames, prepare_frames
 
 MAIN = "main"
 
@@ -48,10 +48,20 @@ class DemoDataset(Dataset):
         max_episodes: per file, the first N episodes.
     """
 
-    def __init__(self, paths, config: VLAConfig, views: list[str] | None = None, max_episodes: int | None = None):
+    def __init__(
+        self,
+        paths,
+        config: VLAConfig,
+        views: list[str] | None = None,
+        max_episodes: int | None = None,
+        augment: dict | None = None,
+        seed: int = 0,
+    ):
         from envs.mvbench.dataset import DemoFile, depth_to_mm
 
         self.config = config
+        self.augment = augment  # None, or {"crop_scale": ..., "jitter": ...} (see augment_frames)
+        self.seed, self.epoch = seed, 0
         self.sampler = make_sampler(config.sampler, config.history_k, config.bank_threshold)
         self.streams: list[_Stream] = []
         self.actions: list[np.ndarray] = []
@@ -111,6 +121,10 @@ class DemoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation draws depend on (seed, epoch, sample), so a resumed run redraws them exactly."""
+        self.epoch = epoch
+
     def history(self, stream: int, t: int) -> list[int]:
         """The steps the policy sees at step ``t`` of a stream (oldest first, ``t`` last).
 
@@ -138,6 +152,13 @@ class DemoDataset(Dataset):
             for k in steps
         ]
         sample = {k: v[0] for k, v in collate_history(frames, [k - t for k in steps], c.frames_per_step).items()}
+        if self.augment:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+            imgs, dep, K = augment_frames(
+                sample["observation.images"], sample["observation.depth"], sample["observation.intrinsics"],
+                sample["observation.extrinsics"], g, **self.augment,
+            )  # fmt: skip
+            sample.update({"observation.images": imgs, "observation.depth": dep, "observation.intrinsics": K})
         actions = self.actions[st.episode]
         h = c.chunk
         target = np.zeros((h, 7), np.float32)

@@ -54,3 +54,51 @@ def prepare_frames(rgb, depth, K, w2c, size: int) -> dict[str, Tensor]:
             )
         out["depth"] = d
     return out
+
+
+def augment_frames(
+    images: Tensor,
+    depth: Tensor | None,
+    K: Tensor,
+    w2c: Tensor,
+    generator: torch.Generator,
+    crop_scale: float = 0.9,
+    jitter: float = 0.1,
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Random crop (resized back) and colour jitter, one draw per camera, the same for all frames.
+
+    Args:
+        images: ``[T, C, 3, S, S]`` in [0, 1]; depth: ``[T, C, S, S]`` or None; K ``[T, C, 3, 3]``;
+            w2c ``[T, C, 4, 4]`` (unchanged by a crop).
+        crop_scale: side of the crop as a fraction of the image (1 = no crop).
+        jitter: brightness, contrast and saturation factors drawn from [1 - jitter, 1 + jitter].
+
+    Returns:
+        images, depth, K: the crop moves the principal point through :meth:`worldline.Camera.crop`
+        and the resize scales K through :meth:`~worldline.Camera.resize`, so depth lifted with the
+        new K lands on the same 3D points.
+    """
+    if not 0 < crop_scale <= 1 or not 0 <= jitter < 1:
+        raise ValueError(f"crop_scale/jitter: expected (0, 1] and [0, 1), got {crop_scale}, {jitter}")
+    t, ncam, _, s, _ = images.shape
+    images, K = images.clone(), K.clone()
+    depth = None if depth is None else depth.clone()
+    side = max(1, int(round(s * crop_scale)))
+    for c in range(ncam):
+        u = torch.rand(5, generator=generator)
+        if side < s:
+            left, top = int(u[0] * (s - side + 1)), int(u[1] * (s - side + 1))
+            crop = images[:, c, :, top : top + side, left : left + side]
+            images[:, c] = F.interpolate(crop, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+            if depth is not None:
+                d = depth[:, c, None, top : top + side, left : left + side]
+                depth[:, c] = F.interpolate(d, size=(s, s), mode="nearest-exact")[:, 0]
+            K[:, c] = Camera(K[:, c], w2c[:, c], s, s).crop(left, top, side, side).resize(s, s).K
+        if jitter > 0:
+            b, con, sat = (1 - jitter + 2 * jitter * u[2:5]).tolist()
+            x = images[:, c] * b
+            mean = x.mean(dim=(-3, -2, -1), keepdim=True)
+            x = (x - mean) * con + mean
+            grey = x.mean(dim=-3, keepdim=True)
+            images[:, c] = ((x - grey) * sat + grey).clamp(0, 1)
+    return images, depth, K

@@ -78,6 +78,10 @@ class TrainConfig:
     """per file, the first N episodes"""
     threads: int = 0
     """torch CPU threads (0: torch's default)"""
+    crop_scale: float = 0.9
+    """random crop side as a fraction of the image, resized back; K follows (1: no crop)"""
+    jitter: float = 0.1
+    """colour jitter: brightness, contrast, saturation in [1 - jitter, 1 + jitter] (0: none)"""
 
 
 def _data_files(paths: list[Path]) -> list[Path]:
@@ -134,7 +138,9 @@ class Trainer:
             auto = "cuda" if cuda else "cpu"
             self.device = torch.device(auto if c.device == "auto" else c.device)
         self.files = _data_files(c.data)
-        self.data = DemoDataset(self.files, model_config, views=c.views, max_episodes=c.max_episodes)
+        augment = {"crop_scale": c.crop_scale, "jitter": c.jitter} if (c.crop_scale < 1 or c.jitter > 0) else None
+        self.data = DemoDataset(self.files, model_config, views=c.views, max_episodes=c.max_episodes,
+                                augment=augment, seed=c.seed)  # fmt: skip
         torch.manual_seed(c.seed)
         self.policy = FourDVLAPolicy(model_config, self.data.vocab, self.data.stats).to(self.device)
         self.opt = torch.optim.AdamW(self.policy.get_optim_params(), lr=c.lr, weight_decay=c.weight_decay)
@@ -170,6 +176,7 @@ class Trainer:
             self.pos += len(take)
             if self.pos >= len(order):
                 self.epoch, self.pos = self.epoch + 1, 0
+        self.data.set_epoch(self.epoch)
         batch = _collate([self.data[i] for i in idx])
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 

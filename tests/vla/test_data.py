@@ -60,3 +60,43 @@ def test_prepare_frames_keeps_projections_consistent():
     uv_big, _ = Camera(torch.from_numpy(K), torch.from_numpy(w2c), 100, 80).project(p)
     uv_small, _ = Camera(out["intrinsics"][0], out["extrinsics"][0], 40, 40).project(p)
     torch.testing.assert_close(uv_small[0], uv_big[0] * torch.tensor([40 / 100, 40 / 80]))
+
+
+def test_random_crop_keeps_lifted_points_in_place():
+    """A bright dot on a plane 1.2 m in front of the camera: after crop + resize, the dot's pixel
+    lifted with the augmented depth and K is the same 3D point as before."""
+    from vla.processing import augment_frames
+    from vla.spatial import lift_depth
+
+    s = 64
+    K = torch.tensor([[70.0, 0, 32], [0, 70.0, 32], [0, 0, 1]])
+    w2c = torch.eye(4)
+    img = torch.zeros(1, 1, 3, s, s)
+    img[..., 40:42, 21:23] = 1.0  # a 2x2 dot centred on pixel corner (22, 41)
+    depth = torch.full((1, 1, s, s), 1.2)
+    before = lift_depth(depth[0, 0], K, w2c)[0][41, 22]
+    for seed in range(5):
+        g = torch.Generator().manual_seed(seed)
+        im2, d2, K2 = augment_frames(img, depth, K[None, None], w2c[None, None], g, crop_scale=0.75, jitter=0.0)
+        assert not torch.equal(K2[0, 0], K)  # the crop moved/scaled the camera
+        v, u = divmod(int(im2[0, 0, 0].argmax()), s)
+        after = lift_depth(d2[0, 0], K2[0, 0], w2c)[0][v, u]
+        pixel = 1.2 / 70 / 0.75  # metres per augmented pixel at that depth
+        assert (after - before).norm() < 1.5 * pixel, f"seed {seed}: {after} vs {before}"
+
+
+def test_augmentation_is_deterministic_per_epoch(tmp_path):
+    cam = (CameraSpec("main", azimuth=45.0, elevation=35.0),)
+    env = gym.make("MVBench/PickCube-v0", cameras=cam, width=32, height=32, privileged=True)
+    ep, _ = _record_episode(env, 3)
+    env.close()
+    write_demo_file(tmp_path / "d.hdf5", [ep], {})
+    cfg = VLAConfig(vision=VisionConfig(image_size=32, grid=2), d_model=32, layers=1, heads=2, ffn=64)
+    aug = {"crop_scale": 0.8, "jitter": 0.2}
+    a, b = DemoDataset(tmp_path / "d.hdf5", cfg, augment=aug), DemoDataset(tmp_path / "d.hdf5", cfg, augment=aug)
+    torch.testing.assert_close(a[5]["observation.images"], b[5]["observation.images"])
+    first = a[5]["observation.images"].clone()
+    a.set_epoch(1)
+    assert not torch.equal(a[5]["observation.images"], first)  # a new epoch, new draws
+    plain = DemoDataset(tmp_path / "d.hdf5", cfg)[5]
+    assert not torch.equal(plain["observation.images"], first)

@@ -85,6 +85,8 @@ def _train(argv: list[str]) -> None:
             print(f"ranks hold identical weights: {result['ranks_identical']}")
         torch.distributed.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
+        if result["resumed_from"]:
+            print(f"resumed from {result['resumed_from']} at step {result['start_step']}")
         loss = result.get("loss", float("nan"))
         print(f"trained to step {result['step']} (loss {loss:.4f}); {result['checkpoint']}")
 

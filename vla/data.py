@@ -153,7 +153,7 @@ class DemoDataset(Dataset):
         ]
         sample = {k: v[0] for k, v in collate_history(frames, [k - t for k in steps], c.frames_per_step).items()}
         if self.augment:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+            g = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) % (2**62))
             imgs, dep, K = augment_frames(
                 sample["observation.images"], sample["observation.depth"], sample["observation.intrinsics"],
                 sample["observation.extrinsics"], g, **self.augment,

@@ -290,8 +290,8 @@ class FourDVLAPolicy(nn.Module):
         return self.head(out[:, -q.shape[1] :])
 
     def forward(self, batch: dict) -> tuple[Tensor, dict[str, float]]:
-        """Training loss and its parts."""
-        pred = self._predict(batch)
+        """Training loss and its parts (in float32, also under bf16 autocast)."""
+        pred = self._predict(batch).float()
         target = batch["action"].to(pred)
         if target.shape != pred.shape:
             raise ValueError(f"action: expected shape {list(pred.shape)}, got {list(target.shape)}")

@@ -45,7 +45,7 @@ import torch
 from vla.configuration import VLAConfig, apply_baseline
 from vla.data import DemoDataset
 from vla.modeling import FourDVLAPolicy
-from worldline.io import load_json, load_weights, save_json, save_weights
+from worldline.io import atomic_write, load_json, load_weights, save_json, save_weights
 
 
 @dataclass
@@ -141,6 +141,11 @@ class Trainer:
         augment = {"crop_scale": c.crop_scale, "jitter": c.jitter} if (c.crop_scale < 1 or c.jitter > 0) else None
         self.data = DemoDataset(self.files, model_config, views=c.views, max_episodes=c.max_episodes,
                                 augment=augment, seed=c.seed)  # fmt: skip
+        if len(self.data) < self.world * c.batch_size:
+            raise ValueError(
+                f"batch_size: {len(self.data)} samples cannot fill one batch of {c.batch_size} per rank "
+                f"on {self.world} ranks"
+            )
         torch.manual_seed(c.seed)
         self.policy = FourDVLAPolicy(model_config, self.data.vocab, self.data.stats).to(self.device)
         self.opt = torch.optim.AdamW(self.policy.get_optim_params(), lr=c.lr, weight_decay=c.weight_decay)
@@ -168,16 +173,16 @@ class Trainer:
         return list(sampler)
 
     def _next_batch(self) -> dict:
-        idx = []
-        while len(idx) < self.config.batch_size:
+        samples = []
+        while len(samples) < self.config.batch_size:
             order = self._order(self.epoch)
-            take = order[self.pos : self.pos + self.config.batch_size - len(idx)]
-            idx += take
+            take = order[self.pos : self.pos + self.config.batch_size - len(samples)]
+            self.data.set_epoch(self.epoch)  # augmentation draws of this epoch
+            samples += [self.data[i] for i in take]
             self.pos += len(take)
             if self.pos >= len(order):
                 self.epoch, self.pos = self.epoch + 1, 0
-        self.data.set_epoch(self.epoch)
-        batch = _collate([self.data[i] for i in idx])
+        batch = _collate(samples)
         return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -198,12 +203,13 @@ class Trainer:
         tensors = {f"state.{i}.{k}": v for i, s in opt_state["state"].items() for k, v in s.items()}
         tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available():
-            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device if self.device.type == "cuda" else None)
         save_weights(tensors, tmp / "optimizer.safetensors")
         np_state = np.random.get_state()  # noqa: NPY002 (the global RNG other code may draw from)
         py_state = random.getstate()
         save_json({
-            "step": self.step, "epoch": self.epoch, "pos": self.pos,
+            "step": self.step, "epoch": self.epoch, "pos": self.pos, "world_size": self.world,
+            "batch_size": self.config.batch_size,
             "param_groups": opt_state["param_groups"], "scheduler": self.sched.state_dict(),
             "rng_numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
             "rng_python": [py_state[0], list(py_state[1]), py_state[2]],
@@ -229,10 +235,18 @@ class Trainer:
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         if diff:
             raise ValueError(f"{path}: checkpoint of a different model config; fields differ: {', '.join(diff)}")
+        if info["vocab"] != self.data.vocab:
+            raise ValueError(
+                f"{path}: the instruction vocabulary differs from this data's (other demonstration files?)"
+            )
+        trainer = load_json(path / "trainer.json")
+        for key, now_value in (("world_size", self.world), ("batch_size", self.config.batch_size)):
+            if trainer.get(key, now_value) != now_value:
+                raise ValueError(f"{key}: {path} was written with {key}={trainer[key]}, this run has {now_value}; "
+                                 "resuming would change the data order")  # fmt: skip
         weights = load_weights(path / "model.safetensors", device=self.device)
         self.policy.load_state_dict(weights)
         opt = load_weights(path / "optimizer.safetensors")
-        trainer = load_json(path / "trainer.json")
         state: dict = {}
         for key, value in opt.items():
             if key.startswith("state."):
@@ -242,7 +256,7 @@ class Trainer:
         self.sched.load_state_dict(trainer["scheduler"])
         torch.set_rng_state(opt["rng.torch"])
         if "rng.cuda" in opt and torch.cuda.is_available():
-            torch.cuda.set_rng_state(opt["rng.cuda"])
+            torch.cuda.set_rng_state(opt["rng.cuda"], self.device if self.device.type == "cuda" else "cuda")
         n = trainer["rng_numpy"]
         np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))  # noqa: NPY002
         p = trainer["rng_python"]
@@ -255,18 +269,32 @@ class Trainer:
         from tqdm import tqdm
 
         c = self.config
-        last = self.latest()
-        if last is not None:
-            self.resume(last)
         lead = self.rank == 0  # logs and checkpoints come from rank 0 only
+        if lead:  # folders of saves a kill interrupted
+            for stale in self.ckpt_dir.glob(".step_*.tmp*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        last = [self.latest()]
+        if self.world > 1:  # every rank resumes from rank 0's choice
+            torch.distributed.broadcast_object_list(last, src=0)
+        self.resumed_from, self.start_step = None, self.step
+        if last[0] is not None:
+            self.resume(Path(last[0]))
+            self.resumed_from, self.start_step = last[0], self.step
         out = Path(c.out)
         log, writer = None, None
         if lead:
             out.mkdir(parents=True, exist_ok=True)
             log_path = out / "metrics.jsonl"
             if log_path.exists():  # drop what was logged after the checkpoint we resume from
-                kept = [ln for ln in log_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
-                log_path.write_text("".join(ln + "\n" for ln in kept))
+                kept = []
+                for ln in log_path.read_text().splitlines():
+                    try:
+                        if json.loads(ln)["step"] <= self.step:
+                            kept.append(ln)
+                    except (ValueError, KeyError, TypeError):  # a line torn by the kill
+                        continue
+                with atomic_write(log_path, "w") as f:
+                    f.write("".join(ln + "\n" for ln in kept))
             log = open(log_path, "a")  # noqa: SIM115 (closed in finally)
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -294,8 +322,9 @@ class Trainer:
                 self.sched.step()
                 self.step += 1
                 metrics = {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
-                if self.world > 1:  # log the global batch's means, not one rank's share
-                    vals = torch.tensor([metrics[k] for k in sorted(metrics)], dtype=torch.float64)
+                if self.world > 1:  # log the global batch's means, not one rank's share (NCCL: on the GPU)
+                    vals = [metrics[k] for k in sorted(metrics)]
+                    vals = torch.tensor(vals, dtype=torch.float64, device=self.device)
                     torch.distributed.all_reduce(vals)
                     metrics = dict(zip(sorted(metrics), (vals / self.world).tolist()))
                 metrics.update(step=self.step, lr=self.sched.get_last_lr()[0], grad_norm=float(grad_norm))
@@ -318,7 +347,9 @@ class Trainer:
                 log.close()
             if writer is not None:
                 writer.close()
-        result = {"step": self.step, "seconds": time.perf_counter() - t0, "checkpoint": str(self.latest()), **metrics}
+        result = {"step": self.step, "seconds": time.perf_counter() - t0, "checkpoint": str(self.latest()),
+                  "resumed_from": None if self.resumed_from is None else str(self.resumed_from),
+                  "start_step": self.start_step, **metrics}  # fmt: skip
         if self.world > 1:
             result["ranks_identical"] = self._ranks_identical()
         return result
@@ -326,7 +357,8 @@ class Trainer:
     def _ranks_identical(self) -> bool:
         """Whether every rank holds exactly the same weights (compared through rank 0)."""
         flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in self.policy.parameters()])
-        mine = torch.tensor([flat.sum().item(), (flat * torch.arange(len(flat), dtype=torch.float64)).sum().item()])
+        mine = torch.tensor([flat.sum().item(), (flat * torch.arange(len(flat), dtype=torch.float64)).sum().item()],
+                            dtype=torch.float64, device=self.device)  # fmt: skip
         gathered = [torch.zeros_like(mine) for _ in range(self.world)]
         torch.distributed.all_gather(gathered, mine)
         return all(torch.equal(g, gathered[0]) for g in gathered)

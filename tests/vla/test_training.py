@@ -54,6 +54,8 @@ def test_killed_run_resumes_exactly(tmp_path, demos):
     assert done and done[-1] != f"step_{steps:08d}", "the run should have been killed before the end"
     again = subprocess.run(_train_cmd(demos, run, steps), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
+    start = int(done[-1].split("_")[1])
+    assert f"resumed from {run / 'checkpoints' / done[-1]} at step {start}" in again.stdout  # not a fresh start
     got, order = _losses(run)
     assert order == list(range(1, steps + 1)), "each step logged once, in order"
     for s in range(1, steps + 1):

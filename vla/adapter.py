@@ -75,6 +75,12 @@ class MVBenchPolicy:
         step = env_step_input(observation, instruction, self.policy.config)
         return self.policy.select_action(step).numpy().astype(np.float32)
 
+    def act_batch(self, slots: list[MVBenchPolicy], observations: list[dict], instructions: list[str]) -> np.ndarray:
+        """``slots[i].act(observations[i], instructions[i])`` for all ``i`` with one forward pass
+        (the evaluator's batched path: ``slots`` are deep copies of this policy, one per view)."""
+        steps = [env_step_input(o, t, s.policy.config) for s, o, t in zip(slots, observations, instructions)]
+        return FourDVLAPolicy.select_actions([s.policy for s in slots], steps).numpy().astype(np.float32)
+
     def __deepcopy__(self, memo) -> MVBenchPolicy:
         clone = MVBenchPolicy.__new__(MVBenchPolicy)
         clone.policy = self.policy.shallow_copy()

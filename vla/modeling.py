@@ -335,24 +335,57 @@ class FourDVLAPolicy(nn.Module):
         ``observation.extrinsics [C, 4, 4]``, ``observation.state [S]``, ``task`` str), as
         :mod:`vla.adapter` builds it from an env observation.
         """
+        return FourDVLAPolicy.select_actions([self], [observation])[0]
+
+    @staticmethod
+    @torch.no_grad()
+    def select_actions(policies: list[FourDVLAPolicy], observations: list[dict]) -> Tensor:
+        """:meth:`select_action` for several episodes at once: ``policies[i]`` (shallow copies
+        sharing one set of weights, each with its own history and queue) acts on
+        ``observations[i]``. The episodes whose queue is empty are run through the network as one
+        batch, so parallel rollouts cost one forward pass per step instead of one each. Returns
+        ``[N, 7]``; equal to calling each policy's :meth:`select_action` in turn."""
+        if len(policies) != len(observations) or not policies:
+            raise ValueError(f"select_actions: expected one observation per policy, got "
+                             f"{len(observations)} for {len(policies)}")  # fmt: skip
+        if len({id(p.queries) for p in policies}) != 1:
+            raise ValueError("select_actions: the policies must share one set of weights (use shallow_copy())")
+        batches = []
+        for policy, observation in zip(policies, observations):
+            batch = policy._history_batch(observation)
+            if batch is not None:
+                batches.append((policy, batch))
+        if batches:
+            head = batches[0][0]
+            batch = {k: torch.cat([b[k] for _, b in batches]) if isinstance(v, Tensor) else
+                     [x for _, b in batches for x in b[k]] for k, v in batches[0][1].items()}  # fmt: skip
+            device = head.queries.device
+            batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+            chunks = head.predict_action_chunk(batch).cpu()
+            for (policy, _), chunk in zip(batches, chunks):
+                policy._queue.extend(chunk)
+        actions = []
+        for policy in policies:
+            policy._step += 1
+            actions.append(policy._queue.popleft())
+        return torch.stack(actions)
+
+    def _history_batch(self, observation: dict) -> dict | None:
+        """Remember this step in the bank; the model input ``[1, T, ...]`` if an action chunk is
+        due (the queue is empty), else None."""
         c = self.config
         self._check_step(observation)  # before the bank remembers anything of this step
         frame = {k: v for k, v in observation.items() if k.startswith("observation.") and k != "observation.state"}
         feature = thumbnail_features(observation["observation.images"][0].permute(1, 2, 0))
         candidates = self._bank.window(self._step, feature, frame)
-        if not self._queue:
-            idx = self.sampler.select(torch.stack([e.feature for e in candidates]))
-            chosen = [candidates[i] for i in idx]
-            batch = collate_history(
-                [e.payload for e in chosen], [e.step - self._step for e in chosen], c.frames_per_step
-            )
-            batch["observation.state"] = torch.as_tensor(observation["observation.state"], dtype=torch.float32)[None]
-            batch["task"] = [observation["task"]]
-            device = self.queries.device
-            batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-            self._queue.extend(self.predict_action_chunk(batch)[0].cpu())
-        self._step += 1
-        return self._queue.popleft()
+        if self._queue:
+            return None
+        idx = self.sampler.select(torch.stack([e.feature for e in candidates]))
+        chosen = [candidates[i] for i in idx]
+        batch = collate_history([e.payload for e in chosen], [e.step - self._step for e in chosen], c.frames_per_step)
+        batch["observation.state"] = torch.as_tensor(observation["observation.state"], dtype=torch.float32)[None]
+        batch["task"] = [observation["task"]]
+        return batch
 
     def _check_step(self, observation: dict) -> None:
         """One step's input (no batch or time axes), checked as :meth:`_check` checks batches."""

@@ -15,7 +15,10 @@ scripted expert); the result records that too, and the table marks such rows.
 Episodes of a (task, view group) run in parallel on a gymnasium AsyncVectorEnv with one worker
 per view of the group; every view runs the same
 seeded episodes, so groups differ only in the camera. Each parallel slot gets its own deep copy of
-the policy (give a policy a ``__deepcopy__`` that shares weights if copying is expensive).
+the policy (give a policy a ``__deepcopy__`` that shares weights if copying is expensive). A
+policy that also has ``act_batch(slots, observations, instructions) -> [n, 7]`` is asked once per
+step for all running slots (``slots`` are its copies, which hold each episode's state), so a
+network policy runs one batched forward pass per step instead of one per view.
 
 Results: success rate per task x view group, mean and std over the seeds (population std, as
 the spread of the per-seed rates), plus every episode's outcome, as JSON.
@@ -142,6 +145,7 @@ def _run_group(
         autoreset_mode=gym.vector.AutoresetMode.DISABLED,
     )
     policies = [copy.deepcopy(policy) for _ in range(n)]
+    batched = callable(getattr(policy, "act_batch", None))
     queue = [(s, e) for s in seeds for e in range(episodes)]  # same queue for every view
     pos = [0] * n
     results = []  # (view index, seed, episode, success, steps)
@@ -176,11 +180,20 @@ def _run_group(
             if not any(active):
                 break
             actions = np.zeros((n, 7), np.float32)
-            for i in range(n):
-                if active[i]:
+            live = [i for i in range(n) if active[i]]
+            if batched:
+                got = policy.act_batch([policies[i] for i in live], [_index(obs, i) for i in live],
+                                       [instructions[i] for i in live])  # fmt: skip
+                if np.shape(got) != (len(live), 7):
+                    raise ValueError(
+                        f"act_batch: expected actions of shape [{len(live)}, 7], got {list(np.shape(got))}"
+                    )
+                actions[live] = got
+            for i in live:
+                if not batched:
                     actions[i] = policies[i].act(_index(obs, i), instructions[i])
-                    if record:
-                        frames[i].append(obs["cameras"]["main"]["rgb"][i].copy())
+                if record:
+                    frames[i].append(obs["cameras"]["main"]["rgb"][i].copy())
             obs, _, term, trunc, info = venv.step(actions)
             restart = [False] * n
             for i in range(n):

@@ -402,6 +402,48 @@ def test_policy_sees_the_view_under_test_and_only_it():
     assert res["cameras"] == ["main", "wrist"] and "cameras: main + wrist" in format_table(res)
 
 
+class _Steer:
+    """Acts from what it sees (a deterministic function of the state), one slot at a time."""
+
+    def reset(self):
+        self.t = 0
+
+    def act(self, observation, instruction):
+        self.t += 1
+        s = observation["state"]
+        return np.array([0.02 * np.tanh(10 * (0.55 - s[0])), 0.02 * np.sin(0.1 * self.t), -0.01, 0, 0, 0,
+                         1.0 if self.t > 30 else -1.0], np.float32)  # fmt: skip
+
+
+class _BatchedSteer(_Steer):
+    sizes: list = []
+    direct = 0
+
+    def act(self, observation, instruction):
+        _BatchedSteer.direct += 1
+        return super().act(observation, instruction)
+
+    def act_batch(self, slots, observations, instructions):
+        _BatchedSteer.sizes.append(len(slots))
+        _BatchedSteer.direct -= len(slots)  # calls made here are not the evaluator's
+        return np.stack([s.act(o, t) for s, o, t in zip(slots, observations, instructions)])
+
+
+def test_a_policy_with_act_batch_is_asked_once_per_step_for_all_views():
+    kw = dict(tasks=["PickCube"], view_groups=["train"], episodes_per_task=2, seeds=[0], progress=False,
+              config=EvalConfig(width=16, height=16))  # fmt: skip
+    _BatchedSteer.sizes, _BatchedSteer.direct = [], 0
+    batched = evaluate(_BatchedSteer(), **kw)
+    one_by_one = evaluate(_Steer(), **kw)
+    assert _BatchedSteer.direct == 0, "the evaluator called act() although the policy batches"
+    assert _BatchedSteer.sizes[0] == 6 and max(_BatchedSteer.sizes) == 6  # the 6 training views at once
+    steps = sum(e["steps"] for e in batched["episodes"])
+    assert sum(_BatchedSteer.sizes) == steps  # every step of every view went through act_batch
+    assert [(e["view"], e["steps"], e["success"]) for e in batched["episodes"]] == [
+        (e["view"], e["steps"], e["success"]) for e in one_by_one["episodes"]
+    ]
+
+
 def test_novel_group_equal_to_training_views_is_rejected():
     split = load_split("default")
     same = dataclasses.replace(split, novel=[NovelViews("el+0", [99.0], 35.0, 0.0)])

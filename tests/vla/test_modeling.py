@@ -178,6 +178,39 @@ def test_select_action_keeps_history_and_an_action_queue():
     assert len(pol._bank) == 0 and not pol._queue
 
 
+def test_batched_select_actions_equal_one_policy_at_a_time(monkeypatch):
+    torch.manual_seed(0)
+    pol = FourDVLAPolicy(tiny(chunk=3), VOCAB).eval()
+    one = {k: v[0, -1] for k, v in batch(b=1).items() if k.startswith("observation.") and k not in (
+        "observation.time", "observation.frame_mask", "observation.state")}  # fmt: skip
+    g = torch.Generator().manual_seed(2)
+    n, steps = 3, 8
+    obs = [[dict(one, **{"observation.images": torch.rand(one["observation.images"].shape, generator=g),
+                         "observation.state": torch.randn(15, generator=g), "task": TEXTS[i % 2]})
+            for i in range(n)] for _ in range(steps)]  # fmt: skip
+    solo = [pol.shallow_copy() for _ in range(n)]
+    together = [pol.shallow_copy() for _ in range(n)]
+    calls = []
+    real = FourDVLAPolicy.predict_action_chunk
+    for t in range(steps):
+        if t == 2:  # slot 1 starts a new episode: its queue runs out of phase with the others
+            solo[1].reset()
+            together[1].reset()
+        want = torch.stack([solo[i].select_action(obs[t][i]) for i in range(n)])
+        with monkeypatch.context() as m:
+            m.setattr(
+                FourDVLAPolicy, "predict_action_chunk", lambda self, b: (calls.append(len(b["task"])), real(self, b))[1]
+            )
+            got = FourDVLAPolicy.select_actions(together, obs[t])
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # one forward pass per step that needs one, over the slots whose chunk ran out: steps 0 (all),
+    # 2 (the restarted slot), 3 (the other two), 5 (restarted), 6 (the other two)
+    assert calls == [3, 1, 2, 1, 2]
+    other = FourDVLAPolicy(tiny(chunk=3), VOCAB).eval()
+    with pytest.raises(ValueError, match="share one set of weights"):
+        FourDVLAPolicy.select_actions([pol, other], obs[0][:2])
+
+
 def test_optim_params_cover_every_trainable_parameter_once():
     pol = FourDVLAPolicy(tiny(), VOCAB)
     groups = pol.get_optim_params()

@@ -9,6 +9,9 @@
    of memory-bank sampling per training sample. Features are cached thumbnails and each sample's
    choice is remembered, so the first epoch (where every choice is made) and later epochs are
    reported separately.
+3. Batched acting: six episodes (the six training views that ``vla eval`` runs in parallel) acting
+   through one batched forward pass per step (``act_batch``) against one policy call per view, in
+   the same run: milliseconds per step of all six, and the speed-up.
 
     python tools/bench/vla_latency.py --preset cpu-tiny --out outputs/bench/vla_latency.json
     python tools/bench/vla_latency.py --preset gpu-base --device cuda   # on a GPU machine
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import os
@@ -83,6 +87,28 @@ def main() -> None:
             obs, info = env.reset(seed=i)
             agent.reset()
 
+    # 3. batched acting over the six parallel views vs one view at a time (same observations)
+    slots = [copy.deepcopy(agent) for _ in range(6)]
+    batch_obs = [obs] * len(slots)
+    batch_instr = [info["instruction"]] * len(slots)
+
+    def run(batched: bool) -> float:
+        for s in slots:
+            s.reset()
+        t0 = time.perf_counter()
+        for _ in range(args.steps // 4):
+            if batched:
+                agent.act_batch(slots, batch_obs, batch_instr)
+            else:
+                for s, o, t in zip(slots, batch_obs, batch_instr):
+                    s.act(o, t)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / (args.steps // 4)
+
+    run(True), run(False)  # warm-up
+    one_by_one, together = run(False), run(True)
+
     # 2. data loading: memory bank vs uniform, same demos, same window
     with tempfile.TemporaryDirectory() as tmp:
         eps = []
@@ -116,6 +142,9 @@ def main() -> None:
         "chunk": cfg.chunk, "history_k": cfg.history_k,
         "ms_per_action": 1000 * float(np.mean(per_action)),
         "ms_per_prediction": 1000 * float(np.median(per_prediction)),
+        "ms_per_step_6_views_one_by_one": 1000 * one_by_one,
+        "ms_per_step_6_views_batched": 1000 * together,
+        "batched_speedup": one_by_one / together,
         "sample_ms_uniform": 1000 * timing["uniform"],
         "sample_ms_memory_bank": 1000 * timing["memory_bank"],
         "memory_bank_over_uniform": timing["memory_bank"] / timing["uniform"],

@@ -70,6 +70,10 @@ class VLAConfig:
     """candidate frames (bank entries) the sampler picks from"""
     history_stride: int = 6
     """the bank keeps every ``history_stride``-th step"""
+    history_grad: bool = True
+    """backpropagate into the vision backbone through the history frames too; False treats past
+    frames' visual features as a stop-gradient memory (the current frame still trains the
+    backbone), which makes a training step with T frames about as cheap as the forward pass alone"""
     bank_threshold: float = 0.98
     """memory-bank sampling: cosine similarity below which a frame counts as distinct"""
     chunk: int = 1

@@ -240,8 +240,19 @@ class FourDVLAPolicy(nn.Module):
     def _frame_tokens(self, batch: dict, b: int, t: int, ncam: int) -> Tensor:
         c = self.config
         n = b * t * ncam
-        img = batch["observation.images"].reshape(n, *batch["observation.images"].shape[3:])
-        feats = self.vision(img)  # [N, G*G, Cv]
+        images = batch["observation.images"]
+        img = images.reshape(n, *images.shape[3:])
+        if self.training and not c.history_grad and t > 1:
+            # Past frames' visual features as a stop-gradient memory (as Transformer-XL treats its
+            # cached segment): the backbone learns from the current frames; the fusion transformer
+            # still learns how to use the history. Saves the backbone's backward pass on T - 1 frames.
+            with torch.no_grad():
+                past = self.vision(images[:, :-1].reshape(-1, *images.shape[3:]))
+            now = self.vision(images[:, -1].reshape(-1, *images.shape[3:]))
+            past = past.reshape(b, t - 1, ncam, *past.shape[1:])
+            feats = torch.cat([past, now.reshape(b, 1, ncam, *now.shape[1:])], dim=1).reshape(n, *now.shape[1:])
+        else:
+            feats = self.vision(img)  # [N, G*G, Cv]
         if self.spatial is not None:
             size = img.shape[-2:]
             pts, valid = lift_depth(

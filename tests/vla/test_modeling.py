@@ -211,6 +211,27 @@ def test_batched_select_actions_equal_one_policy_at_a_time(monkeypatch):
         FourDVLAPolicy.select_actions([pol, other], obs[0][:2])
 
 
+@pytest.mark.parametrize("history_grad", [True, False])
+def test_history_grad_decides_whether_past_frames_train_the_backbone(history_grad):
+    torch.manual_seed(0)
+    pol = FourDVLAPolicy(tiny(history_grad=history_grad), VOCAB).train()
+    b = batch(b=4, t=3)
+    b["observation.images"].requires_grad_(True)
+    loss, _ = pol(b)
+    loss.backward()
+    g = b["observation.images"].grad.abs().flatten(2).sum(-1)  # [B, T]
+    assert (g[:, -1] > 0).all()  # the current frame always trains the backbone
+    assert ((g[:, :-1] > 0).all() if history_grad else (g[:, :-1] == 0).all())
+    # the history still reaches the prediction through the fusion transformer either way
+    pol.eval()
+    with torch.no_grad():
+        base = pol.predict_action_chunk(b)
+        other = dict(b, **{"observation.images": b["observation.images"].detach().clone()})
+        other["observation.images"][:, 0] = torch.rand_like(other["observation.images"][:, 0])
+        assert not torch.allclose(pol._predict(other), pol._predict(b))
+    assert base.shape == (4, 1, 7)
+
+
 def test_optim_params_cover_every_trainable_parameter_once():
     pol = FourDVLAPolicy(tiny(), VOCAB)
     groups = pol.get_optim_params()

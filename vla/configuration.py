@@ -70,6 +70,12 @@ class VLAConfig:
     """candidate frames (bank entries) the sampler picks from"""
     history_stride: int = 6
     """the bank keeps every ``history_stride``-th step"""
+    proprio: Literal["full", "gripper", "none"] = "full"
+    """proprioception the policy reads: the whole state (end-effector pose, gripper width, joints),
+    the gripper width only, or nothing. With the pose in the input, behaviour cloning finds a
+    shortcut ("copycat" policies, Wen et al. 2020): after the first demonstrated step, the pose
+    already says where the arm is heading, so the policy learns to continue the motion instead of
+    looking at the object, and fails in closed loop where nobody starts the motion for it"""
     history_grad: bool = True
     """backpropagate into the vision backbone through the history frames too; False treats past
     frames' visual features as a stop-gradient memory (the current frame still trains the

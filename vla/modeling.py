@@ -67,6 +67,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DIR_EPS = 1e-3  # metres: translations shorter than this have no direction to learn
 
 
+GRIPPER_WIDTH = 7  # index of the gripper width in the env's state vector (see envs.env)
+
+
 def sinusoid(x: Tensor, dim: int) -> Tensor:
     """Transformer position encoding of real-valued positions ``x [...]`` -> ``[..., dim]``."""
     half = dim // 2
@@ -284,6 +287,11 @@ class FourDVLAPolicy(nn.Module):
         frame_mask = batch["observation.frame_mask"].bool().to(frames.device)
         text, text_mask = self.text(list(batch["task"]))
         state = (batch["observation.state"].float() - self.state_mean) / self.state_std
+        if self.config.proprio != "full":  # the left-out entries are zero (their mean) in every sample
+            keep = torch.zeros_like(state[0])
+            if self.config.proprio == "gripper":
+                keep[GRIPPER_WIDTH] = 1.0
+            state = state * keep
         state_tok = self.state_proj(state)[:, None]
         q = self.queries.expand(b, -1, -1)
         x = torch.cat([text, state_tok, frames.reshape(b, t * per_frame, -1), q], dim=1)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from vla.adapter import MVBenchPolicy, env_step_input
 from vla.configuration import BASELINES, VisionConfig, VLAConfig, apply_baseline, load_preset
 from vla.language import InstructionTokenizer
-from vla.modeling import FourDVLAPolicy, collate_history, compute_stats
+from vla.modeling import GRIPPER_WIDTH, FourDVLAPolicy, collate_history, compute_stats
 
 TEXTS = ["pick up the red cube", "put the red cube in the bowl that was lit"]
 VOCAB = InstructionTokenizer.build(TEXTS).vocab
@@ -221,7 +221,7 @@ def test_history_grad_decides_whether_past_frames_train_the_backbone(history_gra
     loss.backward()
     g = b["observation.images"].grad.abs().flatten(2).sum(-1)  # [B, T]
     assert (g[:, -1] > 0).all()  # the current frame always trains the backbone
-    assert ((g[:, :-1] > 0).all() if history_grad else (g[:, :-1] == 0).all())
+    assert (g[:, :-1] > 0).all() if history_grad else (g[:, :-1] == 0).all()
     # the history still reaches the prediction through the fusion transformer either way
     pol.eval()
     with torch.no_grad():
@@ -230,6 +230,36 @@ def test_history_grad_decides_whether_past_frames_train_the_backbone(history_gra
         other["observation.images"][:, 0] = torch.rand_like(other["observation.images"][:, 0])
         assert not torch.allclose(pol._predict(other), pol._predict(b))
     assert base.shape == (4, 1, 7)
+
+
+@pytest.mark.parametrize("proprio", ["full", "gripper", "none"])
+def test_proprio_decides_which_state_entries_reach_the_prediction(proprio):
+    torch.manual_seed(0)
+    pol = FourDVLAPolicy(tiny(proprio=proprio), VOCAB).eval()
+    b = batch(b=2)
+    base = pol._predict(b)
+    for index, name in ((0, "ee x"), (5, "ee quaternion"), (GRIPPER_WIDTH, "gripper width"), (10, "a joint")):
+        moved = dict(b, **{"observation.state": b["observation.state"].clone()})
+        moved["observation.state"][:, index] += 3.0
+        reached = not torch.allclose(pol._predict(moved), base)
+        expected = proprio == "full" or (proprio == "gripper" and index == GRIPPER_WIDTH)
+        assert reached == expected, f"{name} with proprio={proprio!r}"
+
+
+def test_gripper_width_index_matches_the_env():
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+
+    env = gym.make("MVBench/PickCube-v0", obs_mode="state")
+    obs, _ = env.reset(seed=0)
+    opened = obs["state"].copy()
+    for _ in range(15):
+        obs, *_ = env.step(np.array([0, 0, 0, 0, 0, 0, 1.0], np.float32))  # close the gripper in place
+    env.close()
+    changed = np.abs(obs["state"] - opened)
+    assert obs["state"][GRIPPER_WIDTH] < opened[GRIPPER_WIDTH] - 0.02  # fingers closed by > 2 cm
+    assert changed[:3].max() < 0.01  # the end effector stayed put
 
 
 def test_optim_params_cover_every_trainable_parameter_once():

@@ -39,6 +39,16 @@ class VisionConfig:
     """square input size in pixels; frames of another size are resized (K scaled to match)"""
     grid: int = 4
     """visual tokens per side per camera after pooling the feature map"""
+    keypoints: int = 0
+    """0: the feature map average-pooled to grid x grid tokens; K > 0: K spatial-softmax keypoint
+    tokens instead (a learned softmax over the feature map per keypoint; the token is the
+    attention-weighted feature plus an encoding of its expected image position, and its 3D point
+    is the attention-weighted point, so it localises to a fraction of a feature cell)"""
+
+    @property
+    def tokens(self) -> int:
+        """visual tokens per camera and frame"""
+        return self.keypoints or self.grid**2
 
 
 @dataclass
@@ -109,6 +119,7 @@ class VLAConfig:
             ),
             (len(set(self.cameras)) == len(self.cameras), f"cameras: duplicate names in {self.cameras}"),
             (self.vision.grid >= 1, f"vision.grid: expected >= 1, got {self.vision.grid}"),
+            (self.vision.keypoints >= 0, f"vision.keypoints: expected >= 0, got {self.vision.keypoints}"),
             (self.text != "pretrained" or self.text_path, "text_path: required when text='pretrained'"),
             (len(self.workspace_low) == 3 and len(self.workspace_high) == 3, "workspace_low/high: expected 3 values"),
             (len(self.camera_low) == 3 and len(self.camera_high) == 3, "camera_low/high: expected 3 values"),

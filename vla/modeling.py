@@ -59,7 +59,7 @@ from torch import Tensor, nn
 from vla.configuration import VLAConfig
 from vla.language import PretrainedTextEncoder, ScratchTextEncoder
 from vla.memory_bank import FrameBank, make_sampler, thumbnail_features
-from vla.spatial import SpatialEncoding, lift_depth, pool_points
+from vla.spatial import SpatialEncoding, fourier_features, keypoint_points, lift_depth, pool_points
 
 ACTION_DIM = 7
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -94,9 +94,13 @@ def compute_stats(actions: np.ndarray, states: np.ndarray) -> dict[str, Tensor]:
 
 
 class VisionEncoder(nn.Module):
-    """timm backbone -> ``[N, G*G, channels]`` tokens."""
+    """timm backbone -> tokens ``[N, G*G or K, channels]`` and, for keypoints, their softmax
+    weights over the feature map ``[N, K, h, w]`` (None for grid tokens)."""
 
-    def __init__(self, backbone: str, stage: int, grid: int, image_size: int, pretrained_path: str | None = None):
+    def __init__(
+        self, backbone: str, stage: int, grid: int, image_size: int, pretrained_path: str | None = None,
+        keypoints: int = 0,
+    ):  # fmt: skip
         super().__init__()
         import timm
 
@@ -119,12 +123,31 @@ class VisionEncoder(nn.Module):
             ) from None
         self.channels = self.net.feature_info.channels()[-1]
         self.grid = grid
+        self.keypoints = keypoints
+        if keypoints:
+            self.keypoint_logits = nn.Conv2d(self.channels, keypoints, 1)
+            self.log_temperature = nn.Parameter(torch.zeros(()))
+            self.uv_embed = nn.Linear(2 * (1 + 2 * 4), self.channels)  # expected (u, v), 4 Fourier frequencies
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, images: Tensor) -> Tensor:  # [N, 3, S, S] in [0, 1]
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor | None]:  # [N, 3, S, S] in [0, 1]
         fmap = self.net((images - self.mean) / self.std)[-1]
-        return F.adaptive_avg_pool2d(fmap, self.grid).flatten(2).transpose(1, 2)  # [N, G*G, C]
+        if not self.keypoints:
+            return F.adaptive_avg_pool2d(fmap, self.grid).flatten(2).transpose(1, 2), None  # [N, G*G, C]
+        n, ch, h, w = fmap.shape
+        logits = self.keypoint_logits(fmap).flatten(2) * self.log_temperature.exp()
+        weights = logits.float().softmax(-1).to(fmap.dtype)  # [N, K, h*w]
+        feats = weights @ fmap.flatten(2).transpose(1, 2)  # [N, K, C]
+        # feature-cell centres in [-1, 1] (u right, v down), then the expected position per keypoint
+        v, u = torch.meshgrid(
+            (torch.arange(h, device=fmap.device) + 0.5) / h * 2 - 1,
+            (torch.arange(w, device=fmap.device) + 0.5) / w * 2 - 1,
+            indexing="ij",
+        )
+        uv = weights @ torch.stack([u, v], -1).reshape(h * w, 2).to(fmap.dtype)  # [N, K, 2]
+        feats = feats + self.uv_embed(fourier_features(uv, 4))
+        return feats, weights.reshape(n, self.keypoints, h, w)
 
 
 class FourDVLAPolicy(nn.Module):
@@ -144,7 +167,12 @@ class FourDVLAPolicy(nn.Module):
         self.vocab = list(vocab)
         d = c.d_model
         self.vision = VisionEncoder(
-            c.vision.backbone, c.vision.stage, c.vision.grid, c.vision.image_size, c.vision.pretrained_path
+            c.vision.backbone,
+            c.vision.stage,
+            c.vision.grid,
+            c.vision.image_size,
+            c.vision.pretrained_path,
+            keypoints=c.vision.keypoints,
         )
         cv = self.vision.channels
         if c.spatial == "none":
@@ -154,7 +182,7 @@ class FourDVLAPolicy(nn.Module):
             self.spatial = SpatialEncoding(cv, c.fourier_freqs, tuple(low), tuple(high))
         self.proj = nn.Sequential(nn.Linear(cv, d), nn.LayerNorm(d))
         self.cam_embed = nn.Embedding(c.max_cameras, d)
-        self.grid_pos = nn.Parameter(torch.randn(c.vision.grid**2, d) * 0.02)
+        self.grid_pos = nn.Parameter(torch.randn(c.vision.tokens, d) * 0.02)  # per grid cell or keypoint
         self.max_offset = c.history_window * c.history_stride
         if c.time == "sinusoidal":
             self.time_embed = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
@@ -252,10 +280,15 @@ class FourDVLAPolicy(nn.Module):
             with torch.no_grad():
                 past = self.vision(images[:, :-1].reshape(-1, *images.shape[3:]))
             now = self.vision(images[:, -1].reshape(-1, *images.shape[3:]))
-            past = past.reshape(b, t - 1, ncam, *past.shape[1:])
-            feats = torch.cat([past, now.reshape(b, 1, ncam, *now.shape[1:])], dim=1).reshape(n, *now.shape[1:])
+
+            def join(p, q):
+                return torch.cat([p.reshape(b, t - 1, ncam, *p.shape[1:]), q.reshape(b, 1, ncam, *q.shape[1:])],
+                                 dim=1).reshape(n, *q.shape[1:])  # fmt: skip
+
+            feats = join(past[0], now[0])
+            weights = None if now[1] is None else join(past[1], now[1])
         else:
-            feats = self.vision(img)  # [N, G*G, Cv]
+            feats, weights = self.vision(img)  # [N, tokens, Cv], keypoint weights or None
         if self.spatial is not None:
             size = img.shape[-2:]
             pts, valid = lift_depth(
@@ -264,12 +297,15 @@ class FourDVLAPolicy(nn.Module):
                 batch["observation.extrinsics"].reshape(n, 4, 4).float(),
                 frame=c.spatial,
             )
-            cell, cell_valid = pool_points(pts, valid, c.vision.grid)
+            if weights is None:
+                cell, cell_valid = pool_points(pts, valid, c.vision.grid)
+            else:
+                cell, cell_valid = keypoint_points(pts, valid, weights)
             feats = feats + self.spatial(cell, cell_valid).to(feats.dtype)
         tok = self.proj(feats) + self.grid_pos  # [N, G*G, D]
         cams = torch.arange(ncam, device=tok.device).repeat(b * t)
         tok = tok + self.cam_embed(cams)[:, None]
-        tok = tok.reshape(b, t, ncam * c.vision.grid**2, -1)
+        tok = tok.reshape(b, t, ncam * c.vision.tokens, -1)
         if c.time != "none":
             offset = (-batch["observation.time"]).clamp(0, self.max_offset)  # [B, T] steps back
             if c.time == "sinusoidal":

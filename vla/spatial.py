@@ -63,8 +63,28 @@ def pool_points(points: Tensor, valid: Tensor, grid: int) -> tuple[Tensor, Tenso
     return cell.flatten(2).transpose(1, 2), (den.flatten(1) > 0)
 
 
+def keypoint_points(points: Tensor, valid: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """The 3D point of each spatial-softmax keypoint: its softmax weights over the feature map
+    applied to the feature cells' points (:func:`pool_points` at the feature map's size), over the
+    cells with valid depth only.
+
+    Args:
+        points: ``[N, H, W, 3]``; valid: ``[N, H, W]``; weights: ``[N, K, h, h]`` (each sums to 1).
+
+    Returns:
+        ``[N, K, 3]`` points and ``[N, K]`` valid (some weight fell on cells with depth).
+    """
+    h = weights.shape[-1]
+    if weights.shape[-2] != h:
+        raise ValueError(f"weights: expected a square feature map, got {list(weights.shape)}")
+    cell, cell_valid = pool_points(points, valid, h)  # [N, h*h, 3]
+    w = weights.flatten(2).to(cell.dtype) * cell_valid[:, None].to(cell.dtype)  # [N, K, h*h]
+    mass = w.sum(-1)
+    return (w @ cell) / mass.clamp_min(1e-12)[..., None], mass > 1e-6
+
+
 def fourier_features(x: Tensor, num_freqs: int) -> Tensor:
-    """``[..., 3]`` in [-1, 1] -> ``[..., 3 + 6 * num_freqs]``: x, sin(2^i pi x), cos(2^i pi x)."""
+    """``[..., D]`` in [-1, 1] -> ``[..., D * (1 + 2 * num_freqs)]``: x, sin(2^i pi x), cos(2^i pi x)."""
     freqs = (2.0 ** torch.arange(num_freqs, dtype=x.dtype, device=x.device)) * math.pi
     ang = x[..., None] * freqs  # [..., 3, F]
     return torch.cat([x, ang.sin().flatten(-2), ang.cos().flatten(-2)], dim=-1)

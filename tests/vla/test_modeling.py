@@ -45,9 +45,10 @@ def batch(b=2, t=3, c=1, h=1, seed=0, depth=True):
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
-def test_every_baseline_trains_one_step_with_finite_gradients(name):
+@pytest.mark.parametrize("keypoints", [0, 4])
+def test_every_baseline_trains_one_step_with_finite_gradients(name, keypoints):
     torch.manual_seed(0)
-    cfg = apply_baseline(tiny(), name)
+    cfg = apply_baseline(tiny(vision=VisionConfig(image_size=S, grid=2, keypoints=keypoints)), name)
     pol = FourDVLAPolicy(cfg, VOCAB)
     bt = batch(t=cfg.frames_per_step, depth=cfg.uses_depth)
     loss, metrics = pol(bt)
@@ -64,6 +65,35 @@ def test_every_baseline_trains_one_step_with_finite_gradients(name):
         assert sum(g.abs().sum() for g in grads) > 0, f"{gname} got no gradient"
     chunk = pol.predict_action_chunk(bt)
     assert chunk.shape == (2, 1, 7) and set(chunk[..., 6].unique().tolist()) <= {-1.0, 1.0}
+
+
+def test_keypoint_tokens_attend_to_where_the_features_are():
+    """A feature map with one hot cell: a keypoint whose logits read that channel puts its softmax
+    weight there, and its token carries that cell's feature (plus its position encoding)."""
+    from vla.modeling import VisionEncoder
+
+    enc = VisionEncoder("resnet10t", 1, 2, S, keypoints=2)
+    h = S // 4
+    fmap = torch.zeros(1, enc.channels, h, h)
+    fmap[0, 0, 3, 5] = 10.0  # the hot cell: row 3, column 5
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return [fmap]
+
+    enc.net = Fixed()
+    with torch.no_grad():
+        enc.keypoint_logits.weight.zero_()
+        enc.keypoint_logits.bias.zero_()
+        enc.keypoint_logits.weight[0, 0] = 2.0  # keypoint 0 reads channel 0; keypoint 1 reads nothing
+        enc.uv_embed.weight.zero_()
+        enc.uv_embed.bias.zero_()
+    tokens, weights = enc(torch.rand(1, 3, S, S))
+    assert tokens.shape == (1, 2, enc.channels) and weights.shape == (1, 2, h, h)
+    torch.testing.assert_close(weights.sum((-1, -2)), torch.ones(1, 2))
+    assert weights[0, 0, 3, 5] > 0.99 and torch.allclose(weights[0, 1], torch.full((h, h), 1 / h**2))
+    torch.testing.assert_close(tokens[0, 0, 0], 10.0 * weights[0, 0, 3, 5])  # the hot cell's feature
+    torch.testing.assert_close(tokens[0, 1, 0], torch.tensor(10.0 / h**2))  # uniform: the map's mean
 
 
 def test_time_tokens_are_concatenated_not_added():

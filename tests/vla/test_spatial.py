@@ -7,7 +7,7 @@ import torch
 
 import envs  # noqa: F401
 from envs.cameras import CameraSpec
-from vla.spatial import SpatialEncoding, fourier_features, lift_depth, pool_points
+from vla.spatial import SpatialEncoding, fourier_features, keypoint_points, lift_depth, pool_points
 from worldline.camera import Camera
 
 
@@ -127,3 +127,52 @@ def test_pool_points_matches_numpy_on_odd_sizes():
     cell, _ = pool_points(pts, valid, 3)
     expected = pts[0].reshape(3, 2, 3, 2, 3).mean(axis=(1, 3)).reshape(9, 3)
     torch.testing.assert_close(cell[0], expected)
+
+
+def test_keypoint_points_are_softmax_weighted_means_of_valid_cells():
+    g = torch.Generator().manual_seed(1)
+    pts = torch.randn(2, 8, 8, 3, generator=g)
+    valid = torch.rand(2, 8, 8, generator=g) > 0.3
+    valid[1] = False
+    valid[1, 6:, 6:] = True  # sample 1: only the bottom-right cell of a 4x4 map has depth
+    weights = torch.randn(2, 3, 4, 4, generator=g).flatten(2).softmax(-1).reshape(2, 3, 4, 4)
+    weights[1, 2] = 0.0
+    weights[1, 2, 0, 0] = 1.0  # a keypoint that looks only at a cell without depth
+    out, ok = keypoint_points(pts, valid, weights)
+    assert out.shape == (2, 3, 3) and ok.shape == (2, 3)
+    for n in range(2):
+        for k in range(3):
+            num, den = torch.zeros(3), 0.0
+            for r in range(4):
+                for c in range(4):
+                    m = valid[n, 2 * r : 2 * r + 2, 2 * c : 2 * c + 2]
+                    if m.any():
+                        num += weights[n, k, r, c] * pts[n, 2 * r : 2 * r + 2, 2 * c : 2 * c + 2][m].mean(0)
+                        den += float(weights[n, k, r, c])
+            assert bool(ok[n, k]) == (den > 1e-6)
+            if den > 1e-6:
+                torch.testing.assert_close(out[n, k], num / den)
+    assert not ok[1, 2] and ok[1, 0]
+
+
+def test_a_keypoint_on_the_cube_lands_on_the_cube_in_the_base_frame():
+    """Weights peaked on the feature cell where MuJoCo's red cube projects give a base-frame point
+    on that cube, from every camera (the cube is 4 cm; a feature cell here is 2 pixels)."""
+    cams = tuple(CameraSpec(n, azimuth=a, elevation=e) for n, a, e in (("a", 20.0, 40.0), ("b", -99.0, 35.0)))
+    env = gym.make("MVBench/CubeInBowl-v0", cameras=cams, width=96, height=96)
+    obs, _ = env.reset(seed=5)
+    cube = torch.as_tensor(env.unwrapped.position("red_cube"), dtype=torch.float64)
+    env.close()
+    h = 48
+    for name in ("a", "b"):
+        o = {k: torch.as_tensor(v).double() for k, v in obs["cameras"][name].items()}
+        pts, valid = lift_depth(o["depth"], o["intrinsics"], o["extrinsics"], "base")
+        uv, _ = Camera(o["intrinsics"], o["extrinsics"], 96, 96).project(cube[None])
+        col, row = (uv[0] / 2).long().tolist()  # the 2-pixel feature cell holding the cube's centre
+        w = torch.zeros(1, 1, h, h, dtype=torch.float64)
+        w[0, 0, row, col] = 1.0
+        p, ok = keypoint_points(pts[None], valid[None], w)
+        assert ok.all() and (p[0, 0] - cube).norm() < 0.03, (name, p[0, 0], cube)
+        w = torch.full((1, 1, h, h), 1.0 / h**2, dtype=torch.float64)  # spread over the image: elsewhere
+        p, _ = keypoint_points(pts[None], valid[None], w)
+        assert (p[0, 0] - cube).norm() > 0.05

@@ -163,11 +163,15 @@ def _quickstart(argv: list[str]) -> None:
     for name in ("demos", "steps", "eval_episodes"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(args, name)}")
+    if not args.seeds or min(args.seeds) < 0:
+        raise ValueError(f"--seeds: expected one or more non-negative seeds, got {args.seeds}")
+    load_preset(args.preset)  # an unknown preset fails now, not after the collection
     t0 = time.perf_counter()
     print(f"[1/3] collecting {args.demos} expert demos of {', '.join(args.tasks)} from the 6 training views")
     files = collect_demos(args.tasks, args.out / "data", args.demos, size=args.size)
     print(f"[2/3] training {args.preset} for {args.steps} steps -> {args.out / 'run'}")
-    ckpt = train_policy(args.out / "run", files, preset=args.preset, steps=args.steps, threads=args.threads)
+    ckpt = train_policy(args.out / "run", files, preset=args.preset, steps=args.steps, threads=args.threads,
+                        max_episodes=args.demos)  # fmt: skip
     print(f"[3/3] evaluating {ckpt.name} and a random policy in the training views")
     policy = MVBenchPolicy(FourDVLAPolicy.load(ckpt))
     kw = dict(groups=["train"], seeds=args.seeds, min_episodes=args.eval_episodes, size=args.size)

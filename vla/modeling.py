@@ -277,8 +277,14 @@ class FourDVLAPolicy(nn.Module):
             # Past frames' visual features as a stop-gradient memory (as Transformer-XL treats its
             # cached segment): the backbone learns from the current frames; the fusion transformer
             # still learns how to use the history. Saves the backbone's backward pass on T - 1 frames.
+            # The past pass runs in eval mode: BatchNorm normalises it with the running statistics
+            # (as every frame is at inference) and the left-padding duplicates do not update them.
             with torch.no_grad():
-                past = self.vision(images[:, :-1].reshape(-1, *images.shape[3:]))
+                self.vision.eval()
+                try:
+                    past = self.vision(images[:, :-1].reshape(-1, *images.shape[3:]))
+                finally:
+                    self.vision.train()
             now = self.vision(images[:, -1].reshape(-1, *images.shape[3:]))
 
             def join(p, q):
@@ -405,6 +411,8 @@ class FourDVLAPolicy(nn.Module):
                              f"{len(observations)} for {len(policies)}")  # fmt: skip
         if len({id(p.queries) for p in policies}) != 1:
             raise ValueError("select_actions: the policies must share one set of weights (use shallow_copy())")
+        for policy, observation in zip(policies, observations):
+            policy._check_step(observation)  # all of them before any episode remembers this step
         batches = []
         for policy, observation in zip(policies, observations):
             batch = policy._history_batch(observation)
@@ -426,10 +434,9 @@ class FourDVLAPolicy(nn.Module):
         return torch.stack(actions)
 
     def _history_batch(self, observation: dict) -> dict | None:
-        """Remember this step in the bank; the model input ``[1, T, ...]`` if an action chunk is
-        due (the queue is empty), else None."""
+        """Remember this (checked) step in the bank; the model input ``[1, T, ...]`` if an action
+        chunk is due (the queue is empty), else None."""
         c = self.config
-        self._check_step(observation)  # before the bank remembers anything of this step
         frame = {k: v for k, v in observation.items() if k.startswith("observation.") and k != "observation.state"}
         feature = thumbnail_features(observation["observation.images"][0].permute(1, 2, 0))
         candidates = self._bank.window(self._step, feature, frame)

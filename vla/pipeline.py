@@ -117,12 +117,14 @@ def evaluate_policy(
     for group in groups:
         n = episodes_per_seed(len(split.cameras(group)), len(seeds), min_episodes)
         path = Path(out_dir) / f"{group}.json"
-        want = {"tag": tag or {}, "tasks": list(tasks), "seeds": list(seeds), "episodes_per_task": n}
+        want = {"tag": tag or {}, "tasks": list(tasks), "seeds": list(seeds), "episodes_per_task": n,
+                "config": {"width": size, "height": size, "wrist": False}, "render_profile_name": profile}  # fmt: skip
         result = load_json(path) if path.is_file() else None
         if result is None or {k: result.get(k) for k in want} != want:
             result = evaluate(policy, tasks, [group], episodes_per_task=n, seeds=seeds, config=cfg, progress=progress)
             result.pop("seconds", None)
             result["tag"] = tag or {}
+            result["render_profile_name"] = profile
             save_json(result, path)
         for t in tasks:
             merged["table"][t][group] = result["table"][t][group]
@@ -160,12 +162,15 @@ def summarize(results: dict[str, list[dict]]) -> dict:
 
 
 def _stat(values) -> dict:
+    """Mean and sample standard deviation (ddof = 1; 0 for a single seed) over training seeds."""
     v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()), "std": float(v.std()), "per_seed": [float(x) for x in v]}
+    std = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return {"mean": float(v.mean()), "std": std, "per_seed": [float(x) for x in v]}
 
 
 def format_summary(summary: dict, columns: Sequence[str] | None = None) -> str:
-    """A markdown table: one row per policy, success % (mean +- std over training seeds)."""
+    """A markdown table: one row per policy, success % (mean +- sample std over training seeds,
+    n = the number of seeds)."""
     if not summary:
         return "(no results yet)"
     first = next(iter(summary.values()))

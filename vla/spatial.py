@@ -72,7 +72,8 @@ def keypoint_points(points: Tensor, valid: Tensor, weights: Tensor) -> tuple[Ten
         points: ``[N, H, W, 3]``; valid: ``[N, H, W]``; weights: ``[N, K, h, h]`` (each sums to 1).
 
     Returns:
-        ``[N, K, 3]`` points and ``[N, K]`` valid (some weight fell on cells with depth).
+        ``[N, K, 3]`` points and ``[N, K]`` valid: at least half of the keypoint's weight fell on
+        cells with depth (a keypoint looking mostly at cells without depth has no reliable point).
     """
     h = weights.shape[-1]
     if weights.shape[-2] != h:
@@ -80,7 +81,7 @@ def keypoint_points(points: Tensor, valid: Tensor, weights: Tensor) -> tuple[Ten
     cell, cell_valid = pool_points(points, valid, h)  # [N, h*h, 3]
     w = weights.flatten(2).to(cell.dtype) * cell_valid[:, None].to(cell.dtype)  # [N, K, h*h]
     mass = w.sum(-1)
-    return (w @ cell) / mass.clamp_min(1e-12)[..., None], mass > 1e-6
+    return (w @ cell) / mass.clamp_min(1e-12)[..., None], mass >= 0.5
 
 
 def fourier_features(x: Tensor, num_freqs: int) -> Tensor:

@@ -113,6 +113,12 @@ def _collate(samples: list[dict]) -> dict:
     return out
 
 
+# training settings that shape the run: a resumed run must use the same (out, logging, device and
+# thread settings may change)
+RESUME_MUST_MATCH = ("steps", "lr", "weight_decay", "warmup", "grad_accum", "clip", "seed", "baseline", "views",
+                     "max_episodes", "crop_scale", "jitter")  # fmt: skip
+
+
 class Trainer:
     """One training run; ``run()`` trains to ``config.steps``, resuming from the last checkpoint."""
 
@@ -214,6 +220,7 @@ class Trainer:
             "rng_numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
             "rng_python": [py_state[0], list(py_state[1]), py_state[2]],
             "train_config": json.loads(json.dumps(self.config.__dict__, default=str)),
+            "samples": len(self.data),
         }, tmp / "trainer.json")  # fmt: skip
         if final.exists():
             shutil.rmtree(final)
@@ -244,6 +251,17 @@ class Trainer:
             if trainer.get(key, now_value) != now_value:
                 raise ValueError(f"{key}: {path} was written with {key}={trainer[key]}, this run has {now_value}; "
                                  "resuming would change the data order")  # fmt: skip
+        saved_train = trainer.get("train_config", {})
+        now_train = json.loads(json.dumps(self.config.__dict__, default=str))
+        changed = [k for k in RESUME_MUST_MATCH if k in saved_train and saved_train[k] != now_train[k]]
+        if changed:
+            was = ", ".join(f"{k}={saved_train[k]!r}" for k in changed)
+            raise ValueError(f"{path} was trained with {was}; this run has "
+                             f"{', '.join(f'{k}={now_train[k]!r}' for k in changed)}. Resume with the same "
+                             "settings, or train into another --out")  # fmt: skip
+        if trainer.get("samples", len(self.data)) != len(self.data):
+            raise ValueError(f"data: {path} was trained on {trainer['samples']} samples, these files hold "
+                             f"{len(self.data)}; resume on the same data, or train into another --out")  # fmt: skip
         weights = load_weights(path / "model.safetensors", device=self.device)
         self.policy.load_state_dict(weights)
         opt = load_weights(path / "optimizer.safetensors")

@@ -136,8 +136,10 @@ def test_keypoint_points_are_softmax_weighted_means_of_valid_cells():
     valid[1] = False
     valid[1, 6:, 6:] = True  # sample 1: only the bottom-right cell of a 4x4 map has depth
     weights = torch.randn(2, 3, 4, 4, generator=g).flatten(2).softmax(-1).reshape(2, 3, 4, 4)
+    weights[1, 1] = 0.0
+    weights[1, 1, 3, 3], weights[1, 1, 0, 0] = 0.6, 0.4  # mostly on the one cell with depth
     weights[1, 2] = 0.0
-    weights[1, 2, 0, 0] = 1.0  # a keypoint that looks only at a cell without depth
+    weights[1, 2, 3, 3], weights[1, 2, 0, 0] = 0.01, 0.99  # mostly on a cell without depth
     out, ok = keypoint_points(pts, valid, weights)
     assert out.shape == (2, 3, 3) and ok.shape == (2, 3)
     for n in range(2):
@@ -149,10 +151,11 @@ def test_keypoint_points_are_softmax_weighted_means_of_valid_cells():
                     if m.any():
                         num += weights[n, k, r, c] * pts[n, 2 * r : 2 * r + 2, 2 * c : 2 * c + 2][m].mean(0)
                         den += float(weights[n, k, r, c])
-            assert bool(ok[n, k]) == (den > 1e-6)
+            assert bool(ok[n, k]) == (den >= 0.5)
             if den > 1e-6:
                 torch.testing.assert_close(out[n, k], num / den)
-    assert not ok[1, 2] and ok[1, 0]
+    assert ok[1, 1] and not ok[1, 2]  # 60% vs 1% of the weight on depth
+    torch.testing.assert_close(out[1, 1], pts[1, 6:, 6:].reshape(-1, 3).mean(0))
 
 
 def test_a_keypoint_on_the_cube_lands_on_the_cube_in_the_base_frame():

@@ -92,6 +92,10 @@ def test_bad_input_is_one_line_naming_it(tmp_path, demos):
     other[other.index("--model.d-model") + 1] = "48"
     out = subprocess.run(other, capture_output=True, text=True)
     assert out.returncode == 2 and "checkpoint of a different model config; fields differ: d_model" in out.stderr
+    out = subprocess.run(_train_cmd(demos, tmp_path / "run", 8, "--lr", "1e-3"), capture_output=True, text=True)
+    assert out.returncode == 2 and "was trained with steps=4, lr=0.0003; this run has steps=8, lr=0.001" in out.stderr
+    out = subprocess.run(_train_cmd(demos, tmp_path / "run", 4, "--max-episodes", "1"), capture_output=True, text=True)
+    assert out.returncode == 2 and "max_episodes=None" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_eval_runs_a_checkpoint_on_mvbench(tmp_path, demos):

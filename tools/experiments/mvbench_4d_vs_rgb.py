@@ -70,6 +70,21 @@ def main() -> int:
     for name in ("demos", "steps", "batch_size", "min_episodes"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(args, name)}")
+    for name in ("train_seeds", "eval_seeds"):
+        if min(getattr(args, name)) < 0:
+            ap.error(f"--{name.replace('_', '-')}: expected non-negative seeds, got {getattr(args, name)}")
+    from envs.mvbench.views import load_split
+    from vla.configuration import load_preset
+    from worldline.config import ConfigError
+
+    groups = load_split("default", args.size, args.size).groups
+    bad = [g for g in args.groups or [] if g not in groups]
+    if bad:
+        ap.error(f"--groups: unknown {bad}; groups: {groups}")
+    try:
+        load_preset(args.preset)
+    except (ConfigError, OSError, ValueError) as exc:
+        ap.error(f"--preset: {exc}")
 
     from vla.adapter import MVBenchPolicy
     from vla.modeling import FourDVLAPolicy
@@ -92,16 +107,18 @@ def main() -> int:
                 break
             run = args.out / "runs" / f"{name}_s{seed}"
             ckpt = train_policy(run, files, preset=args.preset, baseline=name, seed=seed, steps=args.steps,
-                                batch_size=args.batch_size, device=args.device, threads=args.threads)  # fmt: skip
+                                batch_size=args.batch_size, device=args.device, threads=args.threads,
+                                max_episodes=args.demos)  # fmt: skip
             if out_of_time():
                 stopped = True
                 break
-            device = "cuda" if args.device in ("auto", "cuda") and _cuda() else "cpu"
+            device = ("cuda" if _cuda() else "cpu") if args.device == "auto" else args.device
             policy = MVBenchPolicy(FourDVLAPolicy.load(ckpt, device=device))
             print(f"evaluating {name} seed {seed} ({ckpt})", file=sys.stderr)
             res = evaluate_policy(policy, tasks, run / "eval", groups=args.groups, seeds=args.eval_seeds,
                                   min_episodes=args.min_episodes, size=args.size,
-                                  tag={"checkpoint": ckpt.name, "steps": args.steps})  # fmt: skip
+                                  tag={"checkpoint": ckpt.name, "steps": args.steps, "demos": args.demos,
+                                       "preset": args.preset})  # fmt: skip
             results[name].append(res)
             _write(args, results, settings)
         if stopped:
@@ -148,4 +165,11 @@ def _write(args, results: dict, settings: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as exc:  # bad data, a checkpoint of other settings: one line, no traceback
+        print(f"mvbench_4d_vs_rgb: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("mvbench_4d_vs_rgb: interrupted; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)

@@ -45,6 +45,7 @@ def main() -> int:
     ap.add_argument("--demos", type=int, default=100, help="demos per task (each from all 6 training views)")
     ap.add_argument("--steps", type=int, default=12000)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (warm-up, cosine)")
     ap.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--eval-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--min-episodes", type=int, default=50, help="episodes per task x view group cell")
@@ -67,6 +68,8 @@ def main() -> int:
     bad = [p for p in args.policies if p not in BASELINES]
     if bad:
         ap.error(f"--policies: unknown {bad}; known: {sorted(BASELINES)}")
+    if not args.lr > 0:
+        ap.error(f"--lr: expected a positive learning rate, got {args.lr}")
     for name in ("demos", "steps", "batch_size", "min_episodes"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(args, name)}")
@@ -107,8 +110,8 @@ def main() -> int:
                 break
             run = args.out / "runs" / f"{name}_s{seed}"
             ckpt = train_policy(run, files, preset=args.preset, baseline=name, seed=seed, steps=args.steps,
-                                batch_size=args.batch_size, device=args.device, threads=args.threads,
-                                max_episodes=args.demos)  # fmt: skip
+                                batch_size=args.batch_size, lr=args.lr, device=args.device,
+                                threads=args.threads, max_episodes=args.demos)  # fmt: skip
             if out_of_time():
                 stopped = True
                 break
@@ -118,7 +121,7 @@ def main() -> int:
             res = evaluate_policy(policy, tasks, run / "eval", groups=args.groups, seeds=args.eval_seeds,
                                   min_episodes=args.min_episodes, size=args.size,
                                   tag={"checkpoint": ckpt.name, "steps": args.steps, "demos": args.demos,
-                                       "preset": args.preset})  # fmt: skip
+                                       "preset": args.preset, "lr": args.lr})  # fmt: skip
             results[name].append(res)
             _write(args, results, settings)
         if stopped:

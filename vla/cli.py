@@ -178,7 +178,7 @@ def _quickstart(argv: list[str]) -> None:
     files = collect_demos(args.tasks, args.out / "data", args.demos, size=args.size)
     variant = f" ({args.baseline})" if args.baseline else ""
     print(f"[2/3] training {args.preset}{variant} for {args.steps} steps -> {args.out / 'run'}")
-    ckpt = train_policy(args.out / "run", files, preset=args.preset, baseline=args.baseline, steps=args.steps,
+    ckpt, _ = train_policy(args.out / "run", files, preset=args.preset, baseline=args.baseline, steps=args.steps,
                         lr=args.lr, threads=args.threads, max_episodes=args.demos)  # fmt: skip
     print(f"[3/3] evaluating {ckpt.name} and a random policy in the training views")
     policy = MVBenchPolicy(FourDVLAPolicy.load(ckpt))

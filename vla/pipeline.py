@@ -68,16 +68,18 @@ def train_policy(
     seed: int = 0,
     steps: int = 2000,
     progress: bool = True,
+    deadline: float | None = None,
     **train_fields,
-) -> Path:
-    """Train (or resume, or find finished) one policy; returns its last checkpoint folder."""
+) -> tuple[Path, bool]:
+    """Train (or resume, or find finished) one policy; returns its last checkpoint folder and
+    whether it reached ``steps`` (False when it stopped at ``deadline``, a ``time.monotonic()``)."""
     from vla.configuration import load_preset
     from vla.training import TrainConfig, Trainer
 
     cfg = TrainConfig(data=[Path(f) for f in files], out=Path(run_dir), steps=steps, seed=seed, baseline=baseline,
                       **train_fields)  # fmt: skip
-    result = Trainer(cfg, load_preset(preset)).run(progress=progress)
-    return Path(result["checkpoint"])
+    result = Trainer(cfg, load_preset(preset)).run(progress=progress, deadline=deadline)
+    return Path(result["checkpoint"]), bool(result["finished"])
 
 
 def episodes_per_seed(views: int, seeds: int, min_episodes: int) -> int:
@@ -96,14 +98,18 @@ def evaluate_policy(
     render_profile: str | None = None,
     tag: dict | None = None,
     progress: bool = True,
-) -> dict:
+    deadline: float | None = None,
+) -> dict | None:
     """MV-Bench success of ``policy`` (an MV-Bench policy, e.g. :class:`vla.adapter.MVBenchPolicy`)
     per task x view group, every cell with at least ``min_episodes`` episodes.
 
     Each view group's result is written to ``<out_dir>/<group>.json`` and reused when run again
     with the same ``tag`` (say, the checkpoint it came from), tasks, seeds and episode counts; a
-    file from other settings is recomputed. Returns the groups merged into one result.
+    file from other settings is recomputed. Returns the groups merged into one result, or None
+    when ``deadline`` (a ``time.monotonic()``) passed before a group still to evaluate.
     """
+    import time
+
     from envs.mvbench.evaluate import EvalConfig, evaluate
     from envs.mvbench.views import load_split
     from worldline.io import load_json, save_json
@@ -121,6 +127,8 @@ def evaluate_policy(
                 "config": {"width": size, "height": size, "wrist": False}, "render_profile_name": profile}  # fmt: skip
         result = load_json(path) if path.is_file() else None
         if result is None or {k: result.get(k) for k in want} != want:
+            if deadline is not None and time.monotonic() > deadline:
+                return None
             result = evaluate(policy, tasks, [group], episodes_per_task=n, seeds=seeds, config=cfg, progress=progress)
             result.pop("seconds", None)
             result["tag"] = tag or {}

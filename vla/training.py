@@ -283,7 +283,10 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def run(self, progress: bool = True) -> dict:
+    def run(self, progress: bool = True, deadline: float | None = None) -> dict:
+        """Train to ``config.steps`` (resuming from the last checkpoint). ``deadline``: a
+        ``time.monotonic()`` time after which the run writes a checkpoint and returns early
+        (``result["finished"]`` False); run again to continue exactly."""
         from tqdm import tqdm
 
         c = self.config
@@ -355,10 +358,17 @@ class Trainer:
                                 writer.add_scalar(f"train/{k}", v, self.step)
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
-                if self.step % c.save_every == 0 or self.step == c.steps:
+                late = deadline is not None and time.monotonic() > deadline
+                if self.world > 1 and deadline is not None:  # every rank stops at rank 0's step
+                    flag = torch.tensor([float(late)], device=self.device)
+                    torch.distributed.broadcast(flag, src=0)
+                    late = bool(flag.item())
+                if self.step % c.save_every == 0 or self.step == c.steps or late:
                     self.save()
                     if self.world > 1:
                         torch.distributed.barrier()
+                if late:
+                    break
         finally:
             bar.close()
             if log is not None:
@@ -367,7 +377,7 @@ class Trainer:
                 writer.close()
         result = {"step": self.step, "seconds": time.perf_counter() - t0, "checkpoint": str(self.latest()),
                   "resumed_from": None if self.resumed_from is None else str(self.resumed_from),
-                  "start_step": self.start_step, **metrics}  # fmt: skip
+                  "start_step": self.start_step, "finished": self.step >= c.steps, **metrics}  # fmt: skip
         if self.world > 1:
             result["ranks_identical"] = self._ranks_identical()
         return result

@@ -141,3 +141,19 @@ def test_ddp_on_two_gloo_ranks_equals_one_process_with_the_same_global_batch(tmp
     # turn roundoff in a near-zero gradient into up to lr (3e-4) per step, so weights get 6 x lr
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=6 * 3e-4, rtol=0, msg=k)
+
+
+def test_a_deadline_stops_at_a_checkpoint_and_the_run_continues_from_it(tmp_path, demos):
+    import time
+
+    from vla.pipeline import train_policy
+
+    kw = dict(steps=6, batch_size=4, warmup=2, save_every=100, log_every=1, threads=1, progress=False)
+    ckpt, finished = train_policy(tmp_path / "run", [demos], deadline=time.monotonic() - 1, **kw)
+    assert not finished and ckpt.name == "step_00000001"  # one step, then a checkpoint (not a multiple of 100)
+    ckpt, finished = train_policy(tmp_path / "run", [demos], **kw)
+    assert finished and ckpt.name == "step_00000006"
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the second run went on from step 1, not from scratch
+    trainer = json.loads((ckpt / "trainer.json").read_text())
+    assert trainer["step"] == 6

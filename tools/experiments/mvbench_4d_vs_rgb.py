@@ -13,10 +13,10 @@
 
 Every unit (a collection, a training run, one view group of an evaluation) is kept on disk and
 skipped when done, so running the same command again continues where it stopped; training runs
-resume exactly from their last checkpoint. ``--budget-minutes`` stops at the next unit boundary
-after that long, so the experiment can be spread over several sessions; the tables are written
-from whatever is finished. Seeds are the outer loop: the first finished seed already compares
-every policy.
+resume exactly from their last checkpoint. ``--budget-minutes`` stops after that long: a training
+run writes a checkpoint and stops, an evaluation stops before its next view group; the tables are
+written from whatever is finished, so the experiment can be spread over several sessions. Seeds
+are the outer loop: the first finished seed already compares every policy.
 
     python tools/experiments/mvbench_4d_vs_rgb.py                      # the full CPU experiment
     python tools/experiments/mvbench_4d_vs_rgb.py --budget-minutes 60  # one hour of it, then stop
@@ -93,10 +93,10 @@ def main() -> int:
     from vla.modeling import FourDVLAPolicy
     from vla.pipeline import collect_demos, evaluate_policy, train_policy
 
-    t0 = time.perf_counter()
+    deadline = None if args.budget_minutes is None else time.monotonic() + 60 * args.budget_minutes
 
     def out_of_time() -> bool:
-        return args.budget_minutes is not None and time.perf_counter() - t0 > 60 * args.budget_minutes
+        return deadline is not None and time.monotonic() > deadline
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "budget_minutes"}
     print(json.dumps(settings))
@@ -109,19 +109,28 @@ def main() -> int:
                 stopped = True
                 break
             run = args.out / "runs" / f"{name}_s{seed}"
-            ckpt = train_policy(run, files, preset=args.preset, baseline=name, seed=seed, steps=args.steps,
+            ckpt, finished = train_policy(run, files, preset=args.preset, baseline=name, seed=seed, steps=args.steps,
                                 batch_size=args.batch_size, lr=args.lr, device=args.device,
-                                threads=args.threads, max_episodes=args.demos)  # fmt: skip
-            if out_of_time():
+                                threads=args.threads, max_episodes=args.demos, deadline=deadline)  # fmt: skip
+            if not finished or out_of_time():
                 stopped = True
                 break
             device = ("cuda" if _cuda() else "cpu") if args.device == "auto" else args.device
             policy = MVBenchPolicy(FourDVLAPolicy.load(ckpt, device=device))
             print(f"evaluating {name} seed {seed} ({ckpt})", file=sys.stderr)
+            tag = {
+                "checkpoint": ckpt.name,
+                "steps": args.steps,
+                "demos": args.demos,
+                "preset": args.preset,
+                "lr": args.lr,
+            }
             res = evaluate_policy(policy, tasks, run / "eval", groups=args.groups, seeds=args.eval_seeds,
-                                  min_episodes=args.min_episodes, size=args.size,
-                                  tag={"checkpoint": ckpt.name, "steps": args.steps, "demos": args.demos,
-                                       "preset": args.preset, "lr": args.lr})  # fmt: skip
+                                  min_episodes=args.min_episodes, size=args.size, deadline=deadline,
+                                  tag=tag)  # fmt: skip
+            if res is None:  # out of time between two view groups
+                stopped = True
+                break
             results[name].append(res)
             _write(args, results, settings)
         if stopped:

@@ -117,14 +117,16 @@ def evaluate_policy(
     split = load_split("default", size, size)
     groups = list(groups) if groups is not None else split.groups
     profile = render_profile or getattr(policy, "render_profile", None) or DEFAULT_PROFILE
-    cfg = EvalConfig(width=size, height=size, render_profile=profile)
+    inner = getattr(policy, "policy", None)  # an MVBenchPolicy's model: read the wrist camera if it was trained on it
+    wrist = "wrist" in getattr(getattr(inner, "config", None), "cameras", ())
+    cfg = EvalConfig(width=size, height=size, render_profile=profile, wrist=wrist)
     merged: dict = {"table": {t: {} for t in tasks}, "episodes": [], "groups": groups, "tasks": list(tasks),
                     "seeds": list(seeds), "episodes_per_cell": {}}  # fmt: skip
     for group in groups:
         n = episodes_per_seed(len(split.cameras(group)), len(seeds), min_episodes)
         path = Path(out_dir) / f"{group}.json"
         want = {"tag": tag or {}, "tasks": list(tasks), "seeds": list(seeds), "episodes_per_task": n,
-                "config": {"width": size, "height": size, "wrist": False}, "render_profile_name": profile}  # fmt: skip
+                "config": {"width": size, "height": size, "wrist": wrist}, "render_profile_name": profile}  # fmt: skip
         result = load_json(path) if path.is_file() else None
         if result is None or {k: result.get(k) for k in want} != want:
             if deadline is not None and time.monotonic() > deadline:
@@ -178,7 +180,7 @@ def _stat(values) -> dict:
 
 def format_summary(summary: dict, columns: Sequence[str] | None = None) -> str:
     """A markdown table: one row per policy, success % (mean +- sample std over training seeds,
-    n = the number of seeds)."""
+    n = the number of seeds; the mean alone for n = 1)."""
     if not summary:
         return "(no results yet)"
     first = next(iter(summary.values()))
@@ -188,6 +190,11 @@ def format_summary(summary: dict, columns: Sequence[str] | None = None) -> str:
         cells = []
         for c in cols:
             st = s["groups"].get(c)
-            cells.append("—" if st is None else f"{100 * st['mean']:.1f} ± {100 * st['std']:.1f}")
+            if st is None:
+                cells.append("—")
+            elif s["seeds"] < 2:  # one training seed: no spread to report
+                cells.append(f"{100 * st['mean']:.1f}")
+            else:
+                cells.append(f"{100 * st['mean']:.1f} ± {100 * st['std']:.1f}")
         lines.append(f"| {name} (n={s['seeds']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -220,7 +220,7 @@ class Trainer:
             "rng_numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
             "rng_python": [py_state[0], list(py_state[1]), py_state[2]],
             "train_config": json.loads(json.dumps(self.config.__dict__, default=str)),
-            "samples": len(self.data),
+            "samples": len(self.data), "files": [f.name for f in self.files],
         }, tmp / "trainer.json")  # fmt: skip
         if final.exists():
             shutil.rmtree(final)
@@ -259,6 +259,10 @@ class Trainer:
             raise ValueError(f"{path} was trained with {was}; this run has "
                              f"{', '.join(f'{k}={now_train[k]!r}' for k in changed)}. Resume with the same "
                              "settings, or train into another --out")  # fmt: skip
+        names = [f.name for f in self.files]
+        if trainer.get("files", names) != names:
+            raise ValueError(f"data: {path} was trained on {trainer['files']}, this run reads {names}; resume on "
+                             "the same data, or train into another --out")  # fmt: skip
         if trainer.get("samples", len(self.data)) != len(self.data):
             raise ValueError(f"data: {path} was trained on {trainer['samples']} samples, these files hold "
                              f"{len(self.data)}; resume on the same data, or train into another --out")  # fmt: skip

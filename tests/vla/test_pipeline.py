@@ -52,6 +52,7 @@ def test_summary_is_the_mean_and_std_over_training_seeds():
     text = format_summary(summarize({"4d": [a, b]}))
     assert "| 4d (n=2) | 80.0 ± 14.1 |" in text and "42.5 ± 3.5" in text
     assert summarize({"4d": [a]})["4d"]["groups"]["train"]["std"] == 0.0  # one seed: no spread to report
+    assert "| 4d (n=1) | 70.0 |" in format_summary(summarize({"4d": [a]}))
 
 
 def test_group_results_are_reused_only_for_the_same_settings(tmp_path, monkeypatch):
@@ -75,6 +76,8 @@ def test_group_results_are_reused_only_for_the_same_settings(tmp_path, monkeypat
     assert len(calls) == 4
     evaluate_policy(RandomPolicy(0), ["PickCube"], tmp_path, tag={"run": "b"}, **dict(kw, min_episodes=3))
     assert len(calls) == 6
+    evaluate_policy(RandomPolicy(0), ["PickCube"], tmp_path, tag={"run": "b"}, **dict(kw, min_episodes=3, size=24))
+    assert len(calls) == 8  # another image size: evaluated again
     assert json.loads((tmp_path / "az+45.json").read_text())["episodes_per_task"] == 3
 
 

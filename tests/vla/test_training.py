@@ -96,6 +96,11 @@ def test_bad_input_is_one_line_naming_it(tmp_path, demos):
     assert out.returncode == 2 and "was trained with steps=4, lr=0.0003; this run has steps=8, lr=0.001" in out.stderr
     out = subprocess.run(_train_cmd(demos, tmp_path / "run", 4, "--max-episodes", "1"), capture_output=True, text=True)
     assert out.returncode == 2 and "max_episodes=None" in out.stderr and "Traceback" not in out.stderr
+    other = tmp_path / "other"  # the same demos under another name: same samples, other files
+    other.mkdir()
+    (other / "Renamed.hdf5").write_bytes((demos / "PickCube.hdf5").read_bytes())
+    out = subprocess.run(_train_cmd(other, tmp_path / "run", 4), capture_output=True, text=True)
+    assert out.returncode == 2 and "was trained on ['PickCube.hdf5'], this run reads ['Renamed.hdf5']" in out.stderr
 
 
 def test_eval_runs_a_checkpoint_on_mvbench(tmp_path, demos):

@@ -1,8 +1,10 @@
 """Does a trained policy look at the scene, or copy its own motion? An open-loop probe.
 
-For every demonstration stream (episode x recorded view) of a demo file, the policy predicts the
-action at step ``t`` from the demonstration's own frames and history (teacher forcing), and the
-prediction is compared with the expert's action at that step, across streams:
+For demonstration streams (episode x recorded view) of a demo file, spread over all its episodes,
+the policy predicts the action at step ``t`` from the demonstration's own frames and history
+(teacher forcing), and the prediction is compared with the expert's action at that step, across
+streams (the views of one episode share its layout, so the episode count is reported too; these
+are training demonstrations when the file is the training data):
 
 - the Pearson correlation of predicted and expert dx (and dy), and
 - the spread (std, mm) of the predicted and of the expert dx, dy.
@@ -48,9 +50,12 @@ def main() -> None:
     ds = DemoDataset(args.data, model.config)  # no augmentation: the frames as recorded
     rows = {}
     for t in args.steps:
-        idx = [i for i, (_, step) in enumerate(ds.index) if step == t][: args.streams]
+        idx = [i for i, (_, step) in enumerate(ds.index) if step == t]
         if len(idx) < 3:
             raise SystemExit(f"--steps: only {len(idx)} streams reach step {t}")
+        # spread over all episodes (streams are stored episode by episode, views of one episode share its layout)
+        idx = [idx[j] for j in np.unique(np.linspace(0, len(idx) - 1, min(args.streams, len(idx))).round().astype(int))]
+        layouts = len({ds.streams[ds.index[i][0]].episode for i in idx})
         pred, expert = [], []
         for i in idx:
             sample = ds[i]
@@ -59,11 +64,11 @@ def main() -> None:
             expert.append(sample["action"][0, :2].numpy())
         p, e = np.array(pred), np.array(expert)
         corr = [float(np.corrcoef(p[:, j], e[:, j])[0, 1]) if p[:, j].std() > 0 else 0.0 for j in range(2)]
-        rows[t] = {"streams": len(idx), "corr_dx": corr[0], "corr_dy": corr[1],
+        rows[t] = {"streams": len(idx), "episodes": layouts, "corr_dx": corr[0], "corr_dy": corr[1],
                    "pred_std_mm": (1000 * p.std(0)).tolist(), "expert_std_mm": (1000 * e.std(0)).tolist()}  # fmt: skip
         print(f"step {t:3d}  r(dx) {corr[0]:+.3f}  r(dy) {corr[1]:+.3f}  spread predicted "
               f"{1000 * p.std(0)[0]:6.2f} / {1000 * p.std(0)[1]:6.2f} mm, expert {1000 * e.std(0)[0]:6.2f} / "
-              f"{1000 * e.std(0)[1]:6.2f} mm  ({len(idx)} streams)")  # fmt: skip
+              f"{1000 * e.std(0)[1]:6.2f} mm  ({len(idx)} streams, {layouts} episodes)")  # fmt: skip
     c = model.config
     config = {"proprio": c.proprio, "sampler": c.sampler, "keypoints": c.vision.keypoints}
     result = {"checkpoint": str(ckpt), "config": config, "data": [str(d) for d in args.data], "steps": rows}

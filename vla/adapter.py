@@ -68,6 +68,11 @@ class MVBenchPolicy:
         self.policy = policy.eval()
         self.render_profile = getattr(policy, "meta", {}).get("render_profile")
 
+    @property
+    def wrist(self) -> bool:
+        """Whether the policy reads the wrist camera (the evaluation must then render it)."""
+        return "wrist" in self.policy.config.cameras
+
     def reset(self) -> None:
         self.policy.reset()
 

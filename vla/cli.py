@@ -136,12 +136,13 @@ def _eval(argv: list[str]) -> None:
     tasks = args.tasks or policy.meta.get("tasks") or []
     if not tasks:
         raise ValueError("--tasks: the checkpoint records no training tasks; name them")
+    agent = MVBenchPolicy(policy)
     cfg = EvalConfig(
-        width=args.size, height=args.size, wrist="wrist" in policy.config.cameras,
+        width=args.size, height=args.size, wrist=agent.wrist,
         render_profile=args.render_profile or policy.meta.get("render_profile") or "lowpoly",
     )  # fmt: skip
     result = evaluate(
-        MVBenchPolicy(policy), tasks, args.groups, episodes_per_task=args.episodes, seeds=args.seeds, config=cfg,
+        agent, tasks, args.groups, episodes_per_task=args.episodes, seeds=args.seeds, config=cfg,
         out=args.out, allow_profile_mismatch=args.allow_profile_mismatch,
     )  # fmt: skip
     print(format_table(result))

@@ -117,8 +117,7 @@ def evaluate_policy(
     split = load_split("default", size, size)
     groups = list(groups) if groups is not None else split.groups
     profile = render_profile or getattr(policy, "render_profile", None) or DEFAULT_PROFILE
-    inner = getattr(policy, "policy", None)  # an MVBenchPolicy's model: read the wrist camera if it was trained on it
-    wrist = "wrist" in getattr(getattr(inner, "config", None), "cameras", ())
+    wrist = bool(getattr(policy, "wrist", False))  # MVBenchPolicy: whether its model reads the wrist camera
     cfg = EvalConfig(width=size, height=size, render_profile=profile, wrist=wrist)
     merged: dict = {"table": {t: {} for t in tasks}, "episodes": [], "groups": groups, "tasks": list(tasks),
                     "seeds": list(seeds), "episodes_per_cell": {}}  # fmt: skip

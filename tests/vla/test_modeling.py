@@ -408,6 +408,7 @@ def test_adapter_copies_share_weights_but_not_history():
     assert b.policy.vision is a.policy.vision and b.render_profile == "lowpoly"
     a.act(_env_obs(), TEXTS[0])
     assert len(a.policy._bank) == 1 and len(b.policy._bank) == 0
+    assert not a.wrist and MVBenchPolicy(FourDVLAPolicy(tiny(cameras=["main", "wrist"]), VOCAB)).wrist
 
 
 def test_presets_load():

@@ -92,6 +92,15 @@ class VLAConfig:
     backbone), which makes a training step with T frames about as cheap as the forward pass alone"""
     bank_threshold: float = 0.98
     """memory-bank sampling: cosine similarity below which a frame counts as distinct"""
+    memory: Literal["none", "fifo", "sat-fifo", "sat-pm"] = "none"
+    """spatially-aware history (:mod:`vla.memory`): the past frames' tokens become an episodic
+    memory with time and place embeddings (place = the end-effector position cell at that frame)
+    that the current frame's tokens read (flat, or place-grouped for sat-pm); the read tokens
+    replace the past frames in the fusion transformer. "none": past frames are fused directly"""
+    memory_cell: float = 0.1
+    """metres: edge of the end-effector place cells (over the workspace box)"""
+    memory_top_k: int = 2
+    """places read per token (sat-pm)"""
     chunk: int = 1
     """future actions predicted per step (an action chunk of this length)"""
     lambda_dir: float = 0.5
@@ -113,6 +122,12 @@ class VLAConfig:
             ),
             (self.history_stride >= 1, f"history_stride: expected >= 1, got {self.history_stride}"),
             (self.chunk >= 1, f"chunk: expected >= 1, got {self.chunk}"),
+            (
+                self.memory == "none" or self.sampler != "single",
+                f"memory: {self.memory!r} reads past frames; sampler='single' has none",
+            ),
+            (self.memory_cell > 0, f"memory_cell: expected > 0 metres, got {self.memory_cell}"),
+            (self.memory_top_k >= 1, f"memory_top_k: expected >= 1, got {self.memory_top_k}"),
             (
                 1 <= len(self.cameras) <= self.max_cameras,
                 f"cameras: expected 1..{self.max_cameras}, got {self.cameras}",
@@ -136,6 +151,14 @@ class VLAConfig:
     @property
     def uses_depth(self) -> bool:
         return self.spatial != "none"
+
+    @property
+    def place_grid(self) -> tuple[int, int, int]:
+        """End-effector place cells per axis over the workspace box (``memory_cell`` metres each)."""
+        import math
+
+        box = zip(self.workspace_low, self.workspace_high)
+        return tuple(max(1, math.ceil((h - lo) / self.memory_cell - 1e-9)) for lo, h in box)
 
 
 BASELINES: dict[str, dict] = {

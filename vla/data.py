@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from vla.configuration import VLAConfig
 from vla.language import InstructionTokenizer
 from vla.memory_bank import make_sampler, thumbnail_features, window_steps
-from vla.modeling import collate_history, compute_stats
+from vla.modeling import EE_POSITION, collate_history, compute_stats
 from vla.processing import augment_frames, prepare_frames
 
 MAIN = "main"
@@ -148,6 +148,7 @@ class DemoDataset(Dataset):
                 "observation.depth": torch.from_numpy(st.depth[k].astype(np.float32) / 1000.0),
                 "observation.intrinsics": torch.from_numpy(st.K[k]),
                 "observation.extrinsics": torch.from_numpy(st.w2c[k]),
+                "observation.ee_position": torch.from_numpy(self.states[st.episode][k][EE_POSITION]),
             }
             for k in steps
         ]

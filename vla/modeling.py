@@ -47,7 +47,6 @@ Batch layout (``forward``/``predict_action_chunk``), B samples, T frames, C came
 from __future__ import annotations
 
 import copy
-import math
 from collections import deque
 from pathlib import Path
 
@@ -59,7 +58,7 @@ from torch import Tensor, nn
 from vla.configuration import VLAConfig
 from vla.language import PretrainedTextEncoder, ScratchTextEncoder
 from vla.memory_bank import FrameBank, make_sampler, thumbnail_features
-from vla.spatial import SpatialEncoding, fourier_features, keypoint_points, lift_depth, pool_points
+from vla.spatial import SpatialEncoding, fourier_features, keypoint_points, lift_depth, pool_points, sinusoid
 
 ACTION_DIM = 7
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -68,15 +67,7 @@ DIR_EPS = 1e-3  # metres: translations shorter than this have no direction to le
 
 
 GRIPPER_WIDTH = 7  # index of the gripper width in the env's state vector (see envs.env)
-
-
-def sinusoid(x: Tensor, dim: int) -> Tensor:
-    """Transformer position encoding of real-valued positions ``x [...]`` -> ``[..., dim]``."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=x.device) / half)
-    ang = x.float()[..., None] * freqs
-    out = torch.cat([ang.sin(), ang.cos()], dim=-1)
-    return F.pad(out, (0, dim - 2 * half))
+EE_POSITION = slice(0, 3)  # the end-effector position (metres, base frame) in the state vector
 
 
 def compute_stats(actions: np.ndarray, states: np.ndarray) -> dict[str, Tensor]:
@@ -209,6 +200,14 @@ class FourDVLAPolicy(nn.Module):
             raise ValueError(
                 f"stats: state_mean has shape {list(self.state_mean.shape)}, config.state_dim={c.state_dim}"
             )
+        if c.memory != "none":
+            from vla.memory.read import MemoryConfig, SpatialMemory
+
+            grid = c.place_grid
+            self.history_memory = SpatialMemory(MemoryConfig(
+                read=c.memory, place_embedding="learned", d_model=d, heads=c.heads, layers=1, ffn=c.ffn,
+                top_k=c.memory_top_k, max_places=grid[0] * grid[1] * grid[2],
+            ))  # fmt: skip
         self.sampler = make_sampler(c.sampler, c.history_k, c.bank_threshold)
         self.reset()
 
@@ -257,12 +256,14 @@ class FourDVLAPolicy(nn.Module):
         want.update(
             {"observation.time": (b, t), "observation.frame_mask": (b, t), "observation.state": (b, c.state_dim)}
         )
+        if c.memory != "none":
+            want["observation.ee_position"] = (b, t, 3)
         for key, shape in want.items():
             v = batch.get(key)
             if v is None or tuple(v.shape) != shape:
                 raise ValueError(f"{key}: expected shape {list(shape)}, got {None if v is None else list(v.shape)}")
-        for key in ("observation.state", "observation.intrinsics", "observation.extrinsics"):
-            if not torch.isfinite(batch[key]).all():
+        for key in ("observation.state", "observation.intrinsics", "observation.extrinsics", "observation.ee_position"):
+            if key in want and not torch.isfinite(batch[key]).all():
                 raise ValueError(f"{key}: contains NaN or inf")
         if len(batch.get("task", [])) != b:
             raise ValueError(f"task: expected {b} instructions, got {len(batch.get('task', []))}")
@@ -327,6 +328,8 @@ class FourDVLAPolicy(nn.Module):
         frames = self._frame_tokens(batch, b, t, ncam)
         per_frame = frames.shape[2]
         frame_mask = batch["observation.frame_mask"].bool().to(frames.device)
+        if self.config.memory != "none" and t > 1:
+            frames, frame_mask, t = self._read_memory(batch, frames, frame_mask)
         text, text_mask = self.text(list(batch["task"]))
         state = (batch["observation.state"].float() - self.state_mean) / self.state_std
         if self.config.proprio != "full":  # the left-out entries are zero (their mean) in every sample
@@ -349,6 +352,33 @@ class FourDVLAPolicy(nn.Module):
         )
         out = self.fusion(x, src_key_padding_mask=~keep)
         return self.head(out[:, -q.shape[1] :])
+
+    def _read_memory(self, batch: dict, frames: Tensor, frame_mask: Tensor) -> tuple[Tensor, Tensor, int]:
+        """Past frames as a spatially-aware memory read by the current frame's tokens.
+
+        The tokens of the T - 1 past frames (``frames[:, :-1]``) are memory events with their step
+        offset as time and the cell of the end-effector position at that frame as place
+        (:func:`vla.memory.places.cell_ids` over the workspace box). The current frame's tokens are
+        the queries; the read gives one token per query. Returns the tokens to fuse
+        ``[B, 2, tokens per frame, D]`` (read tokens, then the current frame), their mask and 2."""
+        from vla.memory.places import cell_ids
+
+        c = self.config
+        b, t, per_frame, d = frames.shape
+        ee = batch["observation.ee_position"].to(frames.device).float()  # [B, T, 3]
+        place = cell_ids(ee[:, :-1], c.workspace_low, c.memory_cell, c.place_grid, clamp=True)  # [B, T-1]
+        past = frames[:, :-1].reshape(b, (t - 1) * per_frame, d)
+        time = batch["observation.time"].to(frames.device).float()[:, :-1]
+        mask = frame_mask[:, :-1]
+        rep = (b, t - 1, per_frame)
+        read = self.history_memory(
+            frames[:, -1], past, time[..., None].expand(rep).reshape(b, -1),
+            place[..., None].expand(rep).reshape(b, -1), mask[..., None].expand(rep).reshape(b, -1),
+        )  # fmt: skip
+        # a sample without any real past frame has nothing to read: its read tokens are masked out
+        has_past = mask.any(1)
+        tokens = torch.stack([read, frames[:, -1]], dim=1)
+        return tokens, torch.stack([has_past, frame_mask[:, -1]], dim=1), 2
 
     def forward(self, batch: dict) -> tuple[Tensor, dict[str, float]]:
         """Training loss and its parts (in float32, also under bf16 autocast)."""
@@ -438,6 +468,9 @@ class FourDVLAPolicy(nn.Module):
         chunk is due (the queue is empty), else None."""
         c = self.config
         frame = {k: v for k, v in observation.items() if k.startswith("observation.") and k != "observation.state"}
+        frame["observation.ee_position"] = torch.as_tensor(observation["observation.state"], dtype=torch.float32)[
+            EE_POSITION
+        ]
         feature = thumbnail_features(observation["observation.images"][0].permute(1, 2, 0))
         candidates = self._bank.window(self._step, feature, frame)
         if self._queue:
@@ -456,6 +489,7 @@ class FourDVLAPolicy(nn.Module):
         if "observation.state" not in observation:
             raise ValueError("observation.state: missing; the policy needs the proprioception")
         one["observation.state"] = torch.as_tensor(observation["observation.state"], dtype=torch.float32)[None]
+        one["observation.ee_position"] = one["observation.state"][:, None, EE_POSITION]
         one["observation.time"] = torch.zeros(1, 1)
         one["observation.frame_mask"] = torch.ones(1, 1, dtype=torch.bool)
         one["task"] = [observation.get("task", "")]

@@ -91,6 +91,15 @@ def fourier_features(x: Tensor, num_freqs: int) -> Tensor:
     return torch.cat([x, ang.sin().flatten(-2), ang.cos().flatten(-2)], dim=-1)
 
 
+def sinusoid(x: Tensor, dim: int) -> Tensor:
+    """Transformer position encoding of real-valued positions ``x [...]`` -> ``[..., dim]``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=x.device) / half)
+    ang = x.float()[..., None] * freqs
+    out = torch.cat([ang.sin(), ang.cos()], dim=-1)
+    return F.pad(out, (0, dim - 2 * half))
+
+
 class SpatialEncoding(nn.Module):
     """Points -> an embedding added to the visual features (``dim`` channels)."""
 

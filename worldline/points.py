@@ -26,6 +26,7 @@ __all__ = [
     "to_open3d",
     "transform_points",
     "voxel_downsample",
+    "voxel_indices",
 ]
 
 
@@ -132,6 +133,31 @@ def fuse_rgbd(
     return PointCloud(xyz, torch.cat(rgb_all, dim=0) if rgbs is not None else None)
 
 
+def voxel_indices(points: Tensor, voxel_size: float, origin: Tensor | Sequence[float] | None = None) -> Tensor:
+    """Integer voxel (cell) index of each point: ``floor((xyz - origin) / voxel_size)``.
+
+    Args:
+        points: ``[..., 3]`` metres, any leading shape.
+        voxel_size: edge of the cubic cells, metres (> 0).
+        origin: ``[3]`` corner of cell (0, 0, 0); default the world origin, so the grid is the same
+            for every frame of a sequence.
+
+    Returns:
+        ``[..., 3]`` int64 cell indices (negative below the origin).
+    """
+    if not voxel_size > 0:
+        raise ValueError(f"voxel_size: expected > 0 metres, got {voxel_size!r}")
+    points = as_tensor("points", points)
+    check_trailing("points", points, (3,))
+    check_finite("points", points)
+    if origin is not None:
+        origin = as_tensor("origin", origin, dtype=points.dtype, device=points.device)
+        if origin.shape != (3,):
+            raise ValueError(f"origin: expected shape [3], got {list(origin.shape)}")
+        points = points - origin
+    return torch.floor(points / voxel_size).long()
+
+
 def voxel_downsample(
     cloud: PointCloud, voxel_size: float, origin: Tensor | Sequence[float] | None = None
 ) -> PointCloud:
@@ -147,15 +173,7 @@ def voxel_downsample(
     xyz = cloud.xyz
     if len(cloud) == 0:
         return cloud
-    check_finite("cloud.xyz", xyz)
-    if origin is not None:
-        origin = as_tensor("origin", origin, dtype=xyz.dtype, device=xyz.device)
-        if origin.shape != (3,):
-            raise ValueError(f"origin: expected shape [3], got {list(origin.shape)}")
-        xyz_rel = xyz - origin
-    else:
-        xyz_rel = xyz
-    keys = torch.floor(xyz_rel / voxel_size).long()
+    keys = voxel_indices(xyz, voxel_size, origin)
     _, inverse, counts = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
     n = counts.shape[0]
     denom = counts.to(xyz.dtype)[:, None]

@@ -417,3 +417,43 @@ def test_presets_load():
         assert cfg.spatial == "base" and cfg.sampler == "memory_bank"
     with pytest.raises(FileNotFoundError, match="preset: no such file"):
         load_preset("nope")
+
+
+@pytest.mark.parametrize("memory", ["sat-fifo", "sat-pm"])
+def test_spatial_memory_option_trains_one_step_and_reads_places(memory):
+    """memory='sat-*': past frames become place-embedded memory tokens read by the current frame."""
+    torch.manual_seed(0)
+    cfg = tiny(memory=memory, memory_cell=0.2)
+    assert cfg.place_grid == (5, 6, 4)  # workspace 1.0 x 1.2 x 0.7 m in 0.2 m cells
+    pol = FourDVLAPolicy(cfg, VOCAB)
+    bt = batch(t=3)
+    ee = torch.tensor([[0.31, 0.01, 0.21], [0.52, 0.11, 0.21], [0.5, 0.1, 0.3]])
+    bt["observation.ee_position"] = ee.expand(2, 3, 3).clone()
+    loss, _ = pol(bt)
+    loss.backward()
+    grads = {n: p.grad for n, p in pol.history_memory.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    assert grads["place.table.weight"].abs().sum() > 0  # place embeddings are trained
+    pol.eval()
+    with torch.no_grad():
+        base = pol._predict(bt)
+        same_cell = dict(bt, **{"observation.ee_position": bt["observation.ee_position"] + 0.05})
+        torch.testing.assert_close(pol._predict(same_cell), base)  # same cells: same places
+        moved = bt["observation.ee_position"].clone()
+        moved[:, 0, 0] += 0.3  # a past frame's end effector in another cell
+        assert not torch.allclose(pol._predict(dict(bt, **{"observation.ee_position": moved})), base, atol=1e-5)
+        current = bt["observation.ee_position"].clone()
+        current[:, -1] += 0.3  # the current frame is a query, not a memory event: its place is not read
+        torch.testing.assert_close(pol._predict(dict(bt, **{"observation.ee_position": current})), base)
+    with pytest.raises(ValueError, match=r"observation.ee_position: expected shape \[2, 3, 3\], got None"):
+        pol._predict({k: v for k, v in bt.items() if k != "observation.ee_position"})
+    with pytest.raises(ValueError, match="memory: 'sat-pm' reads past frames; sampler='single' has none"):
+        tiny(memory="sat-pm", sampler="single")
+    # one step at a time: the bank keeps each frame's end-effector position
+    pol.reset()
+    for _ in range(3):
+        obs = {"observation.images": torch.rand(1, 3, S, S), "observation.depth": 0.5 + torch.rand(1, S, S),
+               "observation.intrinsics": bt["observation.intrinsics"][0, 0],
+               "observation.extrinsics": bt["observation.extrinsics"][0, 0],
+               "observation.state": torch.randn(15), "task": TEXTS[0]}  # fmt: skip
+        assert pol.select_action(obs).shape == (7,)

@@ -43,8 +43,12 @@ def test_training_sample_equals_what_the_policy_builds_at_inference(tmp_path):
     assert sample["observation.frame_mask"].tolist() == live["observation.frame_mask"][0].tolist()
     torch.testing.assert_close(sample["observation.images"], live["observation.images"][0], atol=1 / 255, rtol=0)
     torch.testing.assert_close(sample["observation.depth"], live["observation.depth"][0], atol=1e-3, rtol=0)
-    for key in ("observation.intrinsics", "observation.extrinsics", "observation.state"):
+    for key in ("observation.intrinsics", "observation.extrinsics", "observation.state", "observation.ee_position"):
         torch.testing.assert_close(sample[key], live[key][0])
+    # each history frame carries the end-effector position of its own step (the memory's places)
+    steps = (t_check + sample["observation.time"]).long()
+    torch.testing.assert_close(sample["observation.ee_position"], torch.from_numpy(ep.state[steps, :3]))
+    assert sample["observation.ee_position"].std(0).max() > 1e-3  # the arm moved between those frames
     assert sample["task"] == live["task"][0]
     torch.testing.assert_close(sample["action"][0], torch.from_numpy(ep.actions[t_check]))
 

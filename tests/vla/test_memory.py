@@ -249,13 +249,13 @@ def test_time_pm_chunks_consecutive_steps():
     mem = SpatialMemory(MemoryConfig(read="time-pm", d_model=d, heads=2, top_k=2, chunk_size=4))
     x = _inputs(d=d, m=12)
     x["mask"][:, 0] = True
-    chunk_of, n, read_mask = mem._chunks(None, x["mask"], None)
+    chunk_of, n, read_mask = mem._chunks(x["place"], x["mask"], None)  # place ids do not decide the chunks
     for i in range(3):
         real = torch.nonzero(x["mask"][i])[:, 0]
         assert chunk_of[i, real].tolist() == [r // 4 for r in range(len(real))]
         assert (chunk_of[i][~x["mask"][i]] == -1).all()
-    embedded = mem.embed(x["memory"], x["time"], None)
-    got = mem(x["query"], x["memory"], x["time"], mask=x["mask"])
+    embedded = mem.embed(x["memory"], x["time"], x["place"])  # places are embedded (SAT), not chunked on
+    got = mem(x["query"], x["memory"], x["time"], x["place"], mask=x["mask"])
     want = _naive_hierarchical(mem.layers[0], x["query"], embedded, read_mask, chunk_of, 2)
     torch.testing.assert_close(got, mem.norm(want), atol=1e-5, rtol=1e-5)
 

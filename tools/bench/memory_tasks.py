@@ -48,7 +48,7 @@ def run_ballet(args) -> dict:
 def run_short_stay(args) -> dict:
     sample = short_stay_sampler(args.grid, args.walk)
     rows = {}
-    for read in ("fifo", "time-pm", "sat-pm"):
+    for read in ("fifo", "sat-fifo", "time-pm", "sat-pm"):
         cfg = MemoryConfig(read=read, d_model=64, heads=4, top_k=args.top_k, budget=args.budget,
                            place_embedding="learned", max_places=args.grid**2)  # fmt: skip
         t0 = time.time()
@@ -74,7 +74,7 @@ def run_embodied(args) -> dict:
     print(f"  embodied: rendered {args.embodied_episodes}+{args.embodied_eval_episodes} episodes in {render_s} s")
     rows = {}
     for read in ("fifo", "sat-fifo", "sat-pm"):
-        cfg = MemoryConfig(read=read, d_model=64, heads=4, top_k=1, place_embedding="learned", max_places=GRID * GRID)
+        cfg = MemoryConfig(read=read, d_model=64, heads=4, top_k=2, place_embedding="learned", max_places=GRID * GRID)
         t0 = time.time()
         r = train_place_task(embodied_sampler(train), cfg, len(COLOUR_NAMES), GRID * GRID, steps=args.place_steps,
                              batch=32, seed=args.seed, eval_sample=embodied_sampler(test), name="embodied")  # fmt: skip
@@ -82,7 +82,7 @@ def run_embodied(args) -> dict:
         rows[read] = r
         print(f"  embodied    {read:8s} accuracy {r['accuracy']:.3f}  ({r['seconds']} s)", flush=True)
     return {
-        "settings": {"places": GRID * GRID, "walk_steps": args.embodied_steps, "image": "32x32 RGB-D",
+        "settings": {"places": GRID * GRID, "walk_steps": args.embodied_steps, "image": "32x32 RGB-D", "top_k": 2,
                      "train_episodes": args.embodied_episodes, "eval_episodes": args.embodied_eval_episodes,
                      "answer": f"colour of the cube at the place ({len(COLOUR_NAMES)} colours)",
                      "render_seconds": render_s},  # fmt: skip

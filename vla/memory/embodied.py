@@ -150,6 +150,7 @@ def embodied_sampler(episodes: EmbodiedEpisodes, use_positions: bool = False):
         places = episodes.places[idx]
         query = np.array([rng.choice(np.unique(p)) for p in places], np.int64)
         answer = episodes.colours[idx, query]
-        return PlaceBatch(frames, places, query, answer, episodes.positions[idx] if use_positions else None)
+        seen = np.take_along_axis(episodes.colours[idx], places, 1)
+        return PlaceBatch(frames, places, query, answer, seen, episodes.positions[idx] if use_positions else None)
 
     return sample

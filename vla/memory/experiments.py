@@ -164,13 +164,14 @@ class PlaceBatch:
 
     frames [B, L, C, S, S] float32; places [B, L] int64 (place ids; chunking and id embeddings);
     positions [B, L, 3] float32 or None (for a fourier place embedding); query [B] int64 place;
-    answer [B] int64 class.
+    answer [B] int64 class; seen [B, L] int64 class of what each observation shows.
     """
 
     frames: np.ndarray
     places: np.ndarray
     query: np.ndarray
     answer: np.ndarray
+    seen: np.ndarray
     positions: np.ndarray | None = None
 
 
@@ -186,11 +187,13 @@ def train_place_task(
     eval_batches: int = 10,
     eval_sample: Callable[[np.random.Generator, int], PlaceBatch] | None = None,
     name: str = "place",
+    aux: float = 0.5,
     progress: bool = True,
 ) -> dict:
     """Train a :class:`PlaceQueryModel` with ``config``'s read on batches from ``sample(rng, B)``
     and return its accuracy on ``eval_batches`` evaluation batches (from ``eval_sample`` if given,
-    else ``sample`` on the evaluation stream)."""
+    else ``sample`` on the evaluation stream). ``aux`` weighs the auxiliary classification of each
+    observation on its own (ours; the same for every read)."""
     torch.manual_seed(seed)
     train_rng, eval_rng = streams(seed)
     probe = sample(train_rng, 2)
@@ -207,7 +210,9 @@ def train_place_task(
 
     for step in bar:
         b = sample(train_rng, batch)
-        loss = F.cross_entropy(run(b), torch.from_numpy(b.answer))
+        logits, event_logits = run(b)
+        loss = F.cross_entropy(logits, torch.from_numpy(b.answer))
+        loss = loss + aux * F.cross_entropy(event_logits.flatten(0, 1), torch.from_numpy(b.seen).flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -220,7 +225,7 @@ def train_place_task(
     with torch.no_grad():
         for _ in range(eval_batches):
             b = (eval_sample or sample)(eval_rng, 100)
-            correct += int((run(b).argmax(-1).numpy() == b.answer).sum())
+            correct += int((run(b)[0].argmax(-1).numpy() == b.answer).sum())
             total += len(b.answer)
     return {"read": config.read, "accuracy": correct / total, "episodes": total, "steps": steps,
             "final_loss": float(loss_avg)}  # fmt: skip
@@ -232,7 +237,7 @@ def short_stay_sampler(grid: int = 4, steps: int = 64) -> Callable[[np.random.Ge
 
     def sample(rng: np.random.Generator, batch: int) -> PlaceBatch:
         b = short_stay_batch(rng, batch, grid=grid, steps=steps)
-        return PlaceBatch(b.frames, b.places, b.query, b.answer)
+        return PlaceBatch(b.frames, b.places, b.query, b.answer, np.take_along_axis(b.kinds, b.places, 1))
 
     return sample
 

@@ -89,8 +89,9 @@ class PlaceQueryModel(nn.Module):
     """What is at a place: step observations in memory, a place as the query.
 
     ``forward(frames [B, L, C, S, S], places [B, L], time [B, L], query_place [B], mask [B, L] | None,
-    positions [B, L, 3] | None) -> logits [B, n_classes]``. ``positions`` feed a ``fourier`` place
-    embedding (``places`` then only group the memory); the query place is embedded by a table.
+    positions [B, L, 3] | None) -> (logits [B, n_classes], event_logits [B, L, n_classes])``.
+    ``positions`` feed a ``fourier`` place embedding (``places`` then only group the memory). The
+    event logits classify what each observation shows, on its own (an auxiliary target).
     """
 
     def __init__(self, memory: MemoryConfig, channels: int, size: int, n_classes: int, n_places: int):
@@ -105,6 +106,7 @@ class PlaceQueryModel(nn.Module):
         self.query_place = self.memory.place if shared else PlaceEmbedding(d, "learned", n_places)
         self.query_token = nn.Parameter(torch.randn(d) * 0.02)
         self.head = nn.Linear(d, n_classes)
+        self.event_head = nn.Linear(d, n_classes)
 
     def forward(
         self,
@@ -119,4 +121,5 @@ class PlaceQueryModel(nn.Module):
         events = self.frame(frames.reshape(b * steps, *frames.shape[2:])).reshape(b, steps, -1)
         q = (self.query_token + self.query_place(query_place))[:, None]
         place = positions if positions is not None else places
-        return self.head(self.memory(q, events, time.float(), place, mask, group=places)[:, 0])
+        out = self.memory(q, events, time.float(), place, mask, group=places)[:, 0]
+        return self.head(out), self.event_head(events)

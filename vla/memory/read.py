@@ -9,7 +9,8 @@ read           place embedded  how a query reads the memory
 ``fifo``       no              flat attention over every token (the FIFO transformer)
 ``sat-fifo``   yes             the same, with place embeddings added to the tokens (SAT)
 ``sat-pm``     yes             hierarchical: chunks = places (SAT-PM, place memory)
-``time-pm``    no              hierarchical: chunks = runs of consecutive steps (HCAM)
+``time-pm``    yes             hierarchical: chunks = runs of consecutive steps (HCAM's time
+                               chunks, with SAT's place embeddings: the reference's SAT-FIFO-TH)
 =============  ==============  ===========================================================
 
 The hierarchical read, per query and per layer:
@@ -51,7 +52,7 @@ class MemoryConfig:
     read: Literal["fifo", "sat-fifo", "sat-pm", "time-pm"] = "sat-pm"
     """fifo | sat-fifo | sat-pm | time-pm (see the module docstring)"""
     place_embedding: Literal["sinusoidal", "learned", "fourier"] = "learned"
-    """how places are embedded (sat-fifo and sat-pm); fourier reads 3D positions"""
+    """how places are embedded (every read but fifo); fourier reads 3D positions"""
     time_embedding: bool = True
     """add a sinusoidal time embedding of each event's step"""
     d_model: int = 64
@@ -59,8 +60,9 @@ class MemoryConfig:
     layers: int = 1
     """read layers: each is a memory read (cross-attention) and a feed-forward block on the query"""
     ffn: int = 128
-    top_k: int = 1
-    """chunks read per query (hierarchical reads)"""
+    top_k: int = 2
+    """chunks read per query (hierarchical reads). Use >= 2 to train: the chunk scores learn only
+    through the softmax over the selected chunks, which is constant (1) for a single chunk"""
     chunk_size: int = 8
     """tokens per time chunk (time-pm)"""
     budget: int | None = None
@@ -91,7 +93,7 @@ class MemoryConfig:
 
     @property
     def uses_place(self) -> bool:
-        return self.read in ("sat-fifo", "sat-pm")
+        return self.read != "fifo"
 
     @property
     def hierarchical(self) -> bool:

@@ -352,3 +352,38 @@ def test_ama_loss_is_weighted_mse_and_detaches_the_reward():
 
 def test_capacity_is_half():
     assert CAPACITY * 2 == N_DANCERS
+
+
+# -- places -------------------------------------------------------------------------------------
+
+
+def test_cell_ids_row_major_outside_and_clamped():
+    from vla.memory.places import cell_ids
+
+    origin, cell = (0.0, -0.6, -0.1), 0.2
+    pts = torch.tensor([[0.05, -0.55, 0.0], [0.25, -0.55, 0.0], [0.05, -0.35, 0.0], [0.05, -0.55, 0.15],
+                        [-0.05, 0.0, 0.0], [0.95, 0.55, 0.55]])  # fmt: skip
+    grid = (5, 6, 4)
+    # x fastest: id = ix + 5 * iy + 30 * iz
+    assert cell_ids(pts, origin, cell, grid).tolist() == [0, 1, 5, 30, -1, 4 + 5 * 5 + 30 * 3]
+    assert cell_ids(pts, origin, cell, grid, clamp=True)[4].item() == 0 + 5 * 3  # x clamped to 0, y cell 3
+    assert cell_ids(pts, origin, cell, (5, 6)).tolist()[:4] == [0, 1, 5, 0]  # xy grid: height ignored
+    with pytest.raises(ValueError, match="grid: expected 2 or 3 positive cell counts"):
+        cell_ids(pts, origin, cell, (5,))
+
+
+def test_embodied_places_come_from_the_agent_camera_position():
+    """Render two short walks: the place computed from each frame's camera centre (worldline) is
+    the place the walk put the agent at, and the frame looks down on the cube of that place."""
+    from vla.memory.embodied import CELL, HOVER, place_centre, place_of, render_episodes
+
+    eps = render_episodes(2, steps=5, size=24, seed=3, progress=False)
+    for e in range(2):
+        for t in range(5):
+            p = eps.places[e, t]
+            assert np.abs(eps.positions[e, t, :2] - place_centre(p)[:2]).max() <= 0.03 + 1e-6  # jitter only
+            assert eps.positions[e, t, 2] == pytest.approx(HOVER, abs=1e-5)
+            centre_depth = eps.depth[e, t, 10:14, 10:14].astype(float) / 1000
+            assert centre_depth.min() > HOVER - 0.045 and centre_depth.max() < HOVER + 0.001  # cube top or table
+    assert place_of(np.array([place_centre(4)[0] + CELL / 2 + 0.01, 0.0, 0.3])).item() == 5  # next cell in x
+    assert place_of(np.array([-1.0, 0.0, 0.3])).item() == -1

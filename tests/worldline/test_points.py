@@ -93,3 +93,26 @@ def test_crop_resample_and_open3d_roundtrip():
     back = from_open3d(to_open3d(PointCloud(xyz, rgb)))
     torch.testing.assert_close(back.xyz, xyz)
     torch.testing.assert_close(back.rgb, rgb)
+
+
+def test_voxel_indices_match_open3d_voxel_grid():
+    o3d = pytest.importorskip("open3d")
+    from worldline import voxel_indices
+
+    rng = np.random.default_rng(0)
+    origin = np.array([0.1, -0.2, 0.05])
+    pts = rng.uniform(-0.5, 1.0, (200, 3))
+    grid = o3d.geometry.VoxelGrid.create_dense(origin=origin, color=np.zeros(3), voxel_size=0.07, width=1.0,
+                                               height=1.0, depth=1.0)  # fmt: skip
+    want = np.stack([grid.get_voxel(p) for p in pts])  # open3d: floor((p - origin) / voxel_size)
+    got = voxel_indices(torch.from_numpy(pts), 0.07, origin)
+    assert got.dtype == torch.int64 and got.shape == (200, 3)
+    np.testing.assert_array_equal(got.numpy(), want)
+    # any leading shape; the default origin is the world origin
+    assert voxel_indices(torch.tensor([[[-0.01, 0.0, 0.29]]]), 0.1).tolist() == [[[-1, 0, 2]]]
+    with pytest.raises(ValueError, match="voxel_size: expected > 0"):
+        voxel_indices(torch.zeros(1, 3), 0.0)
+    with pytest.raises(ValueError, match=r"points: expected shape \[\.\.\., 3\]"):
+        voxel_indices(torch.zeros(4, 2), 0.1)
+    with pytest.raises(ValueError, match="non-finite"):
+        voxel_indices(torch.tensor([[float("nan"), 0, 0]]), 0.1)

@@ -123,11 +123,20 @@ class VLAConfig:
             (self.history_stride >= 1, f"history_stride: expected >= 1, got {self.history_stride}"),
             (self.chunk >= 1, f"chunk: expected >= 1, got {self.chunk}"),
             (
-                self.memory == "none" or self.sampler != "single",
-                f"memory: {self.memory!r} reads past frames; sampler='single' has none",
+                self.memory in ("none", "fifo", "sat-fifo", "sat-pm"),
+                f"memory: expected none, fifo, sat-fifo or sat-pm, got {self.memory!r}",
+            ),
+            (
+                self.memory == "none" or (self.sampler != "single" and self.history_k >= 2),
+                f"memory: {self.memory!r} reads past frames; sampler={self.sampler!r} with "
+                f"history_k={self.history_k} gives none (use history_k >= 2 and a history sampler)",
             ),
             (self.memory_cell > 0, f"memory_cell: expected > 0 metres, got {self.memory_cell}"),
-            (self.memory_top_k >= 1, f"memory_top_k: expected >= 1, got {self.memory_top_k}"),
+            (
+                self.memory_top_k >= 2,
+                f"memory_top_k: expected >= 2 (the place scores learn through the softmax over the places "
+                f"read), got {self.memory_top_k}",
+            ),
             (
                 1 <= len(self.cameras) <= self.max_cameras,
                 f"cameras: expected 1..{self.max_cameras}, got {self.cameras}",

@@ -227,7 +227,8 @@ class FourDVLAPolicy(nn.Module):
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.ndim < 2 or "embed" in name or name in ("grid_pos", "queries") else decay).append(p)
+            table = "embed" in name or name.endswith(".table.weight")  # embeddings, place tables
+            (no_decay if p.ndim < 2 or table or name in ("grid_pos", "queries") else decay).append(p)
         return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     # -- model ---------------------------------------------------------------------------------

@@ -6,13 +6,13 @@ depth <-> points, atomic I/O, typed configs). It imports nothing else of the pro
 
 from worldline.camera import Camera, intrinsics_from_fov, pixel_centers, project_points, unproject_depth
 from worldline.points import (
-                               PointCloud,
-                               crop_to_box,
-                               depth_to_points,
-                               fuse_rgbd,
-                               transform_points,
-                               voxel_downsample,
-                               voxel_indices,
+    PointCloud,
+    crop_to_box,
+    depth_to_points,
+    fuse_rgbd,
+    transform_points,
+    voxel_downsample,
+    voxel_indices,
 )
 
 __version__ = "0.1.0"

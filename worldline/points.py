@@ -173,6 +173,7 @@ def voxel_downsample(
     xyz = cloud.xyz
     if len(cloud) == 0:
         return cloud
+    check_finite("cloud.xyz", xyz)
     keys = voxel_indices(xyz, voxel_size, origin)
     _, inverse, counts = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
     n = counts.shape[0]

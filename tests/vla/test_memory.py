@@ -31,7 +31,7 @@ from vla.memory.tasks import (
 @pytest.mark.parametrize(
     "places, capacity, expected",
     [
-        # worked by hand in the comments of test_eviction_worked_example
+        # worked by hand in the comments below
         ([1, 0, 0, 0, 2, 3], 4,
          {"fifo": [2, 3, 4, 5], "lifo": [0, 1, 2, 3], "lvfo": [1, 2, 3, 5], "mvfo": [0, 3, 4, 5]}),
         ([0, 0, 1, 2, 0, 1, 3, 0, 2], 4,
@@ -62,7 +62,7 @@ def test_eviction_bad_input():
         evict("fifo", [0, 1], 0)
 
 
-def test_mvfo_keeps_newest_of_every_place_and_lvfo_the_busiest_place():
+def test_mvfo_keeps_newest_of_every_place_fifo_newest_lifo_oldest():
     rng = np.random.default_rng(3)
     for _ in range(200):
         places = rng.integers(0, 5, 30)
@@ -109,9 +109,12 @@ def test_each_ballet_task_is_answered_by_exactly_its_strategy():
     assert (xs.min() - 4, ys.min() - 4) == (dx, dy)  # sprite's top-left starts at (4, 4) in the 12-px crop
 
 
-def test_dance_classes_differ_in_motion():
+def test_dance_classes_differ_in_motion_but_not_in_their_last_frame():
     paths = {tuple(map(tuple, t)) for t in TRAJECTORIES}
     assert len(paths) == len(TRAJECTORIES)
+    # the query shows a dancer's last frame: every dance ends where it began, so the frame says who
+    # danced, never which dance
+    assert (TRAJECTORIES[:, -1] == 0).all()
 
 
 def test_short_stay_walk_and_queries():
@@ -277,6 +280,74 @@ def test_read_budget_limits_tokens_attended(read):
     assert not torch.allclose(mem(**y), base, atol=1e-3)
 
 
+def test_read_budget_per_place_with_several_places():
+    """sat-pm with budget 4 and top_k 2 reads at most the newest 2 tokens of each place."""
+    d = 16
+    torch.manual_seed(0)
+    mem = SpatialMemory(MemoryConfig(read="sat-pm", d_model=d, heads=2, top_k=2, budget=4, place_embedding="learned"))
+    place = torch.tensor([[0, 1, 0, 2, 1, 0, 2, 1, 0]])
+    mask = torch.ones(1, 9, dtype=torch.bool)
+    chunk_of, n, read_mask = mem._chunks(place, mask, None)
+    assert read_mask[0].tolist() == [False, False, False, True, True, True, True, True, True]  # newest 2 per place
+    assert n == 3 and chunk_of[0].tolist() == [-1, -1, -1, 2, 1, 0, 2, 1, 0]  # places numbered 0..2
+    x = {"query": torch.randn(1, 1, d), "memory": torch.randn(1, 9, d), "time": torch.arange(9.0)[None],
+         "place": place, "mask": mask}  # fmt: skip
+    base = mem(**x)
+    y = dict(x, memory=x["memory"].clone())
+    y["memory"][0, :3] += 3 * torch.randn(3, d)  # older than each place's newest two
+    torch.testing.assert_close(mem(**y), base, atol=1e-6, rtol=1e-6)
+
+
+def test_chunks_are_numbered_per_sample_not_by_vocabulary():
+    """A huge place vocabulary costs nothing: chunk ids run over the places present."""
+    mem = SpatialMemory(
+        MemoryConfig(read="sat-pm", d_model=16, heads=2, max_places=10**6, place_embedding="sinusoidal")
+    )
+    place = torch.tensor([[999_999, 5, 5, 70_000], [3, 3, 3, 3]])
+    mask = torch.tensor([[True, True, True, True], [True, True, False, True]])
+    chunk_of, n, _ = mem._chunks(place, mask, None)
+    assert n == 3 and chunk_of.tolist() == [[2, 0, 0, 1], [0, 0, -1, 0]]
+    out = mem(torch.randn(2, 1, 16), torch.randn(2, 4, 16), torch.zeros(2, 4), place, mask)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("read", ["fifo", "sat-fifo", "sat-pm", "time-pm"])
+def test_empty_memory_reads_nothing_and_stays_finite(read):
+    """A sample with no real token (episode start) reads zeros: finite outputs and gradients."""
+    d = 16
+    mem = SpatialMemory(MemoryConfig(read=read, d_model=d, heads=2, top_k=3, place_embedding="learned", budget=6))
+    x = _inputs(d=d, m=5)
+    x["mask"][0] = False  # sample 0: nothing in memory
+    x["place"][0] = -1  # padding may carry any id
+    x["memory"].requires_grad_(True)
+    out = mem(**x)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    assert torch.isfinite(x["memory"].grad).all() and (x["memory"].grad[0] == 0).all()
+    assert all(torch.isfinite(p.grad).all() for p in mem.parameters() if p.grad is not None)
+    layer = mem.layers[0]  # an empty read leaves the query path alone
+    q = x["query"][:1] + layer.out.bias
+    torch.testing.assert_close(out[:1], mem.norm(q + layer.ffn(layer.norm_f(q))), atol=1e-5, rtol=1e-5)
+
+
+def test_fourier_places_group_by_id_and_embed_by_position():
+    """positions [B, M, 3] feed the fourier embedding, group ids the chunks; moving an event within
+    its place changes its code (and the read), swapping its group id changes the chunks."""
+    d = 16
+    torch.manual_seed(0)
+    mem = SpatialMemory(MemoryConfig(read="sat-pm", d_model=d, heads=2, top_k=2, place_embedding="fourier",
+                                     place_low=[0, 0, 0], place_high=[1, 1, 1]))  # fmt: skip
+    pos = torch.rand(2, 6, 3)
+    group = torch.tensor([[0, 0, 1, 1, 2, 2]] * 2)
+    x = {"query": torch.randn(2, 1, d), "memory": torch.randn(2, 6, d), "time": torch.arange(6.0).expand(2, 6)}
+    base = mem(**x, place=pos, group=group)
+    moved = pos.clone()
+    moved[:, 0] += 0.2
+    assert not torch.allclose(mem(**x, place=moved, group=group), base, atol=1e-4)
+    with pytest.raises(ValueError, match="sat-pm chunks the memory by place id"):
+        mem(**x, place=pos)  # positions but no group ids
+
+
 def test_memory_bad_input():
     with pytest.raises(ValueError, match="read: expected one of"):
         MemoryConfig(read="lru")
@@ -290,6 +361,12 @@ def test_memory_bad_input():
         mem(**dict(x, place=None))
     with pytest.raises(ValueError, match="memory/query: expected"):
         mem(**dict(x, memory=x["memory"][..., :8]))
+    with pytest.raises(ValueError, match=r"place: expected shape \[3, 10\], got \[3, 9\]"):
+        mem(**dict(x, place=x["place"][:, :9]))
+    with pytest.raises(ValueError, match="mask: expected bool"):
+        mem(**dict(x, mask=x["mask"].float()))
+    with pytest.raises(ValueError, match="n_tasks: expected >= 1"):
+        AdaptiveMemoryAllocator(0, STRATEGIES)
 
 
 def test_memory_gradients_reach_every_part():

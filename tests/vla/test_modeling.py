@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from vla.adapter import MVBenchPolicy, env_step_input
 from vla.configuration import BASELINES, VisionConfig, VLAConfig, apply_baseline, load_preset
 from vla.language import InstructionTokenizer
-from vla.modeling import GRIPPER_WIDTH, FourDVLAPolicy, collate_history, compute_stats
+from vla.modeling import EE_POSITION, GRIPPER_WIDTH, FourDVLAPolicy, collate_history, compute_stats
 
 TEXTS = ["pick up the red cube", "put the red cube in the bowl that was lit"]
 VOCAB = InstructionTokenizer.build(TEXTS).vocab
@@ -286,10 +286,11 @@ def test_gripper_width_index_matches_the_env():
     opened = obs["state"].copy()
     for _ in range(15):
         obs, *_ = env.step(np.array([0, 0, 0, 0, 0, 0, 1.0], np.float32))  # close the gripper in place
-    env.close()
     changed = np.abs(obs["state"] - opened)
     assert obs["state"][GRIPPER_WIDTH] < opened[GRIPPER_WIDTH] - 0.02  # fingers closed by > 2 cm
     assert changed[:3].max() < 0.01  # the end effector stayed put
+    np.testing.assert_allclose(obs["state"][EE_POSITION], env.unwrapped.ee_position(), atol=1e-6)
+    env.close()
 
 
 def test_optim_params_cover_every_trainable_parameter_once():
@@ -447,8 +448,14 @@ def test_spatial_memory_option_trains_one_step_and_reads_places(memory):
         torch.testing.assert_close(pol._predict(dict(bt, **{"observation.ee_position": current})), base)
     with pytest.raises(ValueError, match=r"observation.ee_position: expected shape \[2, 3, 3\], got None"):
         pol._predict({k: v for k, v in bt.items() if k != "observation.ee_position"})
-    with pytest.raises(ValueError, match="memory: 'sat-pm' reads past frames; sampler='single' has none"):
+    with pytest.raises(ValueError, match="memory: 'sat-pm' reads past frames; sampler='single'"):
         tiny(memory="sat-pm", sampler="single")
+    with pytest.raises(ValueError, match="history_k=1 gives none"):
+        tiny(memory="sat-fifo", history_k=1)
+    with pytest.raises(ValueError, match="memory: expected none, fifo, sat-fifo or sat-pm, got 'lru'"):
+        tiny(memory="lru")
+    with pytest.raises(ValueError, match="memory_top_k: expected >= 2"):
+        tiny(memory="sat-pm", memory_top_k=1)
     # one step at a time: the bank keeps each frame's end-effector position
     pol.reset()
     for _ in range(3):

@@ -108,6 +108,11 @@ def test_voxel_indices_match_open3d_voxel_grid():
     got = voxel_indices(torch.from_numpy(pts), 0.07, origin)
     assert got.dtype == torch.int64 and got.shape == (200, 3)
     np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_voxel_indices_closed_form_and_errors():
+    from worldline import voxel_indices
+
     # any leading shape; the default origin is the world origin
     assert voxel_indices(torch.tensor([[[-0.01, 0.0, 0.29]]]), 0.1).tolist() == [[[-1, 0, 2]]]
     with pytest.raises(ValueError, match="voxel_size: expected > 0"):

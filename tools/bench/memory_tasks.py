@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vla.memory.experiments import expected_strategy, short_stay_sampler, train_ballet, train_place_task
@@ -38,8 +39,13 @@ def run_ballet(args) -> dict:
                           "seconds": round(time.time() - t0, 1)}  # fmt: skip
         print(f"  room-ballet {strategy:5s} mean {r.accuracy['mean']:.3f}  ({rows[strategy]['seconds']} s)", flush=True)
     return {
-        "settings": {"steps": args.ballet_steps, "batch": args.batch, "eval_episodes_per_task": args.eval_episodes,
-                     "capacity": "9 of 18 dances (50%)", "read": "sat-fifo"},  # fmt: skip
+        "settings": {
+            "steps": args.ballet_steps,
+            "batch": args.batch,
+            "eval_episodes_per_task": args.eval_episodes,
+            "capacity": "9 of 18 dances (50%)",
+            "read": "sat-fifo",
+        },  # fmt: skip
         "expected_strategy": {t: expected_strategy(t) for t in TASKS},
         "results": rows,
     }
@@ -58,8 +64,13 @@ def run_short_stay(args) -> dict:
         rows[read] = r
         print(f"  short-stay  {read:8s} accuracy {r['accuracy']:.3f}  ({r['seconds']} s)", flush=True)
     return {
-        "settings": {"grid": args.grid, "walk_steps": args.walk, "read_budget_tokens": args.budget,
-                     "top_k": args.top_k, "steps": args.place_steps},  # fmt: skip
+        "settings": {
+            "grid": args.grid,
+            "walk_steps": args.walk,
+            "read_budget_tokens": args.budget,
+            "top_k": args.top_k,
+            "steps": args.place_steps,
+        },  # fmt: skip
         "results": rows,
     }
 
@@ -68,8 +79,10 @@ def run_embodied(args) -> dict:
     from vla.memory.embodied import COLOUR_NAMES, GRID, embodied_sampler, render_episodes
 
     t0 = time.time()
-    train = render_episodes(args.embodied_episodes, steps=args.embodied_steps, size=32, seed=args.seed)
-    test = render_episodes(args.embodied_eval_episodes, steps=args.embodied_steps, size=32, seed=args.seed + 10_000)
+    # training and held-out layouts from two independent child streams of the seed
+    train_seed, test_seed = (int(s.generate_state(1)[0]) for s in np.random.SeedSequence(args.seed).spawn(2))
+    train = render_episodes(args.embodied_episodes, steps=args.embodied_steps, size=32, seed=train_seed)
+    test = render_episodes(args.embodied_eval_episodes, steps=args.embodied_steps, size=32, seed=test_seed)
     render_s = round(time.time() - t0, 1)
     print(f"  embodied: rendered {args.embodied_episodes}+{args.embodied_eval_episodes} episodes in {render_s} s")
     rows = {}
@@ -82,10 +95,17 @@ def run_embodied(args) -> dict:
         rows[read] = r
         print(f"  embodied    {read:8s} accuracy {r['accuracy']:.3f}  ({r['seconds']} s)", flush=True)
     return {
-        "settings": {"places": GRID * GRID, "walk_steps": args.embodied_steps, "image": "32x32 RGB-D", "top_k": 2,
-                     "train_episodes": args.embodied_episodes, "eval_episodes": args.embodied_eval_episodes,
-                     "answer": f"colour of the cube at the place ({len(COLOUR_NAMES)} colours)",
-                     "render_seconds": render_s},  # fmt: skip
+        "settings": {
+            "places": GRID * GRID,
+            "walk_steps": args.embodied_steps,
+            "image": "32x32 RGB-D",
+            "top_k": 2,
+            "train_episodes": args.embodied_episodes,
+            "eval_episodes": f"{args.embodied_eval_episodes} held-out walks, queried 1000 times (a random "
+            "visited place each time)",
+            "answer": f"colour of the cube at the place ({len(COLOUR_NAMES)} colours)",
+            "render_seconds": render_s,
+        },  # fmt: skip
         "results": rows,
     }
 

@@ -42,10 +42,12 @@ class AdaptiveMemoryAllocator(nn.Module):
         q_weight: float = 0.1,
     ):
         super().__init__()
-        if n_tasks < 1 or not strategies:
-            raise ValueError(f"AMA: expected >= 1 task and >= 1 strategy, got {n_tasks} and {list(strategies)}")
+        if n_tasks < 1:
+            raise ValueError(f"n_tasks: expected >= 1, got {n_tasks}")
+        if not strategies:
+            raise ValueError("strategies: expected at least one strategy name")
         if not 0.0 <= eps_end <= eps_start <= 1.0:
-            raise ValueError(f"AMA: expected 0 <= eps_end <= eps_start <= 1, got {eps_start}, {eps_end}")
+            raise ValueError(f"eps_start/eps_end: expected 0 <= eps_end <= eps_start <= 1, got {eps_start}, {eps_end}")
         self.n_tasks, self.strategies = n_tasks, tuple(strategies)
         self.eps_start, self.eps_end, self.anneal_steps, self.q_weight = eps_start, eps_end, anneal_steps, q_weight
         self.q = nn.Sequential(nn.Linear(n_tasks, hidden), nn.ReLU(), nn.Linear(hidden, len(self.strategies)))
@@ -63,9 +65,7 @@ class AdaptiveMemoryAllocator(nn.Module):
             raise ValueError(f"task: expected integer ids in [0, {self.n_tasks}), got {task.tolist()[:8]}")
         return self.q(F.one_hot(task.long(), self.n_tasks).float())
 
-    def choose(
-        self, task: Tensor, step: int | None = None, generator: torch.Generator | None = None
-    ) -> Tensor:
+    def choose(self, task: Tensor, step: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Arm per sample ``[B]``: epsilon-greedy at training ``step``, greedy when ``step`` is None."""
         with torch.no_grad():
             greedy = self.values(task).argmax(-1)

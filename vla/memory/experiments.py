@@ -1,8 +1,8 @@
 """Training and evaluation of the memory tasks (used by ``tools/bench/memory_tasks.py`` and tests).
 
-Every run takes a seed; training batches come from ``SeedSequence([seed, 0])`` and evaluation
-episodes from ``SeedSequence([seed, 1])``, so an evaluation never replays a training episode
-layout by construction of the streams (and the same seed gives the same numbers).
+Every run takes a seed; training batches and evaluation episodes come from two independent
+child streams of ``SeedSequence(seed)`` (:func:`streams`), so evaluation layouts are fresh draws,
+not replays of the training stream, and the same seed gives the same numbers.
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def train_place_task(
             b = (eval_sample or sample)(eval_rng, 100)
             correct += int((run(b)[0].argmax(-1).numpy() == b.answer).sum())
             total += len(b.answer)
-    return {"read": config.read, "accuracy": correct / total, "episodes": total, "steps": steps,
+    return {"read": config.read, "accuracy": correct / total, "queries": total, "steps": steps,
             "final_loss": float(loss_avg)}  # fmt: skip
 
 

@@ -224,7 +224,15 @@ class SpatialMemory(nn.Module):
             later = torch.triu(torch.ones(m, m, dtype=torch.bool, device=mask.device), diagonal=1)
             newer_same = (same & later).sum(-1)  # real tokens of the same place after each token
             mask = mask & (newer_same < per_chunk)
-        return torch.where(mask, ids, -1), c.max_places, mask
+        # number each sample's places 0, 1, ... (sorted by id), so the chunk count is the number of
+        # places present (<= M), not the size of the place vocabulary
+        key = torch.where(mask, ids, c.max_places)  # padding sorts last
+        sorted_key, order = key.sort(dim=1)
+        first = torch.ones_like(sorted_key, dtype=torch.bool)
+        first[:, 1:] = sorted_key[:, 1:] != sorted_key[:, :-1]
+        rank = torch.empty_like(sorted_key).scatter_(1, order, first.long().cumsum(1) - 1)
+        chunk = torch.where(mask, rank, -1)
+        return chunk, max(1, int(chunk.max()) + 1), mask
 
     def forward(
         self,
@@ -243,8 +251,18 @@ class SpatialMemory(nn.Module):
             )
         if mask is None:
             mask = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)
+        if mask.shape != memory.shape[:2] or mask.dtype != torch.bool:
+            raise ValueError(
+                f"mask: expected bool [B, M] = {list(memory.shape[:2])}, got {mask.dtype} {list(mask.shape)}"
+            )
         if time.shape != mask.shape:
             raise ValueError(f"time: expected shape {list(mask.shape)}, got {list(time.shape)}")
+        if place is not None:
+            want = (*mask.shape, 3) if place.is_floating_point() else tuple(mask.shape)
+            if tuple(place.shape) != want:
+                raise ValueError(f"place: expected shape {list(want)}, got {list(place.shape)}")
+            if not place.is_floating_point():  # padding may carry any id (e.g. -1): embed it as 0
+                place = torch.where(mask, place, 0)
         x = self.embed(memory, time, place)
         chunk_of, n_chunks, read_mask = self._chunks(place, mask, group)
         q = query

@@ -52,7 +52,7 @@ def run_ballet(args) -> dict:
 
 
 def run_short_stay(args) -> dict:
-    sample = short_stay_sampler(args.grid, args.walk)
+    sample = short_stay_sampler(args.grid, args.walk, args.noise)
     rows = {}
     for read in ("fifo", "sat-fifo", "time-pm", "sat-pm"):
         cfg = MemoryConfig(read=read, d_model=64, heads=4, top_k=args.top_k, budget=args.budget,
@@ -69,6 +69,7 @@ def run_short_stay(args) -> dict:
             "walk_steps": args.walk,
             "read_budget_tokens": args.budget,
             "top_k": args.top_k,
+            "noise": args.noise,
             "steps": args.place_steps,
         },  # fmt: skip
         "results": rows,
@@ -87,7 +88,9 @@ def run_embodied(args) -> dict:
     print(f"  embodied: rendered {args.embodied_episodes}+{args.embodied_eval_episodes} episodes in {render_s} s")
     rows = {}
     for read in ("fifo", "sat-fifo", "sat-pm"):
-        cfg = MemoryConfig(read=read, d_model=64, heads=4, top_k=2, place_embedding="learned", max_places=GRID * GRID)
+        cfg = MemoryConfig(
+            read=read, d_model=64, heads=4, top_k=args.embodied_top_k, place_embedding="learned", max_places=GRID * GRID
+        )
         t0 = time.time()
         r = train_place_task(embodied_sampler(train), cfg, len(COLOUR_NAMES), GRID * GRID, steps=args.place_steps,
                              batch=32, seed=args.seed, eval_sample=embodied_sampler(test), name="embodied")  # fmt: skip
@@ -99,7 +102,7 @@ def run_embodied(args) -> dict:
             "places": GRID * GRID,
             "walk_steps": args.embodied_steps,
             "image": "32x32 RGB-D",
-            "top_k": 2,
+            "top_k": args.embodied_top_k,
             "train_episodes": args.embodied_episodes,
             "eval_episodes": f"{args.embodied_eval_episodes} held-out walks, queried 1000 times (a random "
             "visited place each time)",
@@ -124,7 +127,8 @@ def table(out: dict) -> str:
             lines.append("AMA chose  " + ", ".join(f"{t}: {chosen[t]}" for t in TASKS))
     if "short-stay" in out:
         s = out["short-stay"]
-        lines += ["", f"Short-stay, read budget {s['settings']['read_budget_tokens']} tokens (accuracy)"]
+        st = s["settings"]
+        lines += ["", f"Short-stay, read budget {st['read_budget_tokens']} tokens, noise {st['noise']} (accuracy)"]
         lines += [f"{k:8s}  {v['accuracy']:.3f}" for k, v in s["results"].items()]
     if "embodied" in out:
         lines += ["", "Embodied (MuJoCo), colour at a place (accuracy)"]
@@ -144,15 +148,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--walk", type=int, default=64, help="short-stay: steps of the walk")
     p.add_argument("--budget", type=int, default=8, help="short-stay: tokens one query attends")
     p.add_argument("--top-k", type=int, default=2, help="short-stay: chunks read (hierarchical reads)")
+    p.add_argument("--noise", type=float, default=0.15, help="short-stay: pixel noise std of each view (0..1 image)")
     p.add_argument("--embodied-episodes", type=int, default=1500)
     p.add_argument("--embodied-eval-episodes", type=int, default=300)
     p.add_argument("--embodied-steps", type=int, default=12)
+    p.add_argument("--embodied-top-k", type=int, default=2, help="embodied: places read by sat-pm")
     p.add_argument("--out", type=Path, default=Path("outputs/bench/memory_tasks.json"))
     args = p.parse_args(argv)
     for name in ("ballet_steps", "batch", "eval_episodes", "place_steps", "grid", "walk", "budget", "top_k",
-                 "embodied_episodes", "embodied_eval_episodes", "embodied_steps"):  # fmt: skip
+                 "embodied_episodes", "embodied_eval_episodes", "embodied_steps", "embodied_top_k"):  # fmt: skip
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}: expected >= 1, got {getattr(args, name)}")
+    if not 0 <= args.noise <= 1:
+        p.error(f"--noise: expected a std in [0, 1], got {args.noise}")
     if args.budget < args.top_k:
         p.error(f"--budget: expected >= --top-k ({args.top_k}), got {args.budget}")
     torch.set_num_threads(max(1, torch.get_num_threads()))

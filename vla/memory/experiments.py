@@ -231,12 +231,14 @@ def train_place_task(
             "final_loss": float(loss_avg)}  # fmt: skip
 
 
-def short_stay_sampler(grid: int = 4, steps: int = 64) -> Callable[[np.random.Generator, int], PlaceBatch]:
+def short_stay_sampler(
+    grid: int = 4, steps: int = 64, noise: float = 0.15
+) -> Callable[[np.random.Generator, int], PlaceBatch]:
     """Short-stay batches as :class:`PlaceBatch` (see :func:`vla.memory.tasks.short_stay_batch`)."""
     from vla.memory.tasks import short_stay_batch
 
     def sample(rng: np.random.Generator, batch: int) -> PlaceBatch:
-        b = short_stay_batch(rng, batch, grid=grid, steps=steps)
+        b = short_stay_batch(rng, batch, grid=grid, steps=steps, noise=noise)
         return PlaceBatch(b.frames, b.places, b.query, b.answer, np.take_along_axis(b.kinds, b.places, 1))
 
     return sample

@@ -464,3 +464,13 @@ def test_embodied_places_come_from_the_agent_camera_position():
             assert centre_depth.min() > HOVER - 0.045 and centre_depth.max() < HOVER + 0.001  # cube top or table
     assert place_of(np.array([place_centre(4)[0] + CELL / 2 + 0.01, 0.0, 0.3])).item() == 5  # next cell in x
     assert place_of(np.array([-1.0, 0.0, 0.3])).item() == -1
+
+
+def test_no_fixed_strategy_can_do_well_on_all_four_tasks():
+    """The generator's promise: a fixed strategy is right at best where its memory holds the
+    dancer (1/8 elsewhere), which caps it well below what a per-task choice reaches (1.0)."""
+    from vla.memory.experiments import ballet_bounds
+
+    bounds = ballet_bounds(np.random.default_rng(5), 800)
+    assert set(bounds) == set(STRATEGIES)
+    assert all(0.5 < v < 0.66 for v in bounds.values()), bounds

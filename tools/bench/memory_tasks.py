@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vla.memory.experiments import expected_strategy, short_stay_sampler, train_ballet, train_place_task
+from vla.memory.experiments import (
+    ballet_bounds,
+    expected_strategy,
+    short_stay_sampler,
+    train_ballet,
+    train_place_task,
+)
 from vla.memory.read import MemoryConfig
 from vla.memory.tasks import N_CLASSES, TASKS
 from worldline.io import save_json
@@ -47,6 +53,7 @@ def run_ballet(args) -> dict:
             "read": "sat-fifo",
         },  # fmt: skip
         "expected_strategy": {t: expected_strategy(t) for t in TASKS},
+        "fixed_strategy_bound": ballet_bounds(np.random.default_rng(np.random.SeedSequence(args.seed).spawn(3)[2])),
         "results": rows,
     }
 
@@ -122,6 +129,9 @@ def table(out: dict) -> str:
         for name, row in b.items():
             acc = row["accuracy"]
             lines.append(f"{name:8s}  " + "  ".join(f"{acc[t]:14.3f}" for t in TASKS) + f"  {acc['mean']:.3f}")
+        bound = out["ballet"]["fixed_strategy_bound"]
+        lines.append("bound for a fixed strategy (kept: right, else 1/8): "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in bound.items()))  # fmt: skip
         if b.get("ama", {}).get("chosen"):
             chosen = b["ama"]["chosen"]
             lines.append("AMA chose  " + ", ".join(f"{t}: {chosen[t]}" for t in TASKS))

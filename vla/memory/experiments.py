@@ -150,6 +150,18 @@ def evaluate_ballet(
     return acc, chosen
 
 
+def ballet_bounds(rng: np.random.Generator, episodes: int = 2000) -> dict[str, float]:
+    """Best mean accuracy a fixed strategy can reach: right wherever its memory holds the
+    asked-about dancer, a 1/8 guess elsewhere (from the generator alone, no model)."""
+    b = ballet_batch(rng, episodes)
+    kept = (b.kept == b.target[:, None, None]).any(-1)  # [E, strategies]
+    bounds = {}
+    for s, name in enumerate(STRATEGIES):
+        per_task = [kept[b.task == t, s].mean() for t in range(len(TASKS))]
+        bounds[name] = float(np.mean([k + (1 - k) / N_CLASSES for k in per_task]))
+    return bounds
+
+
 def expected_strategy(task: str) -> str:
     """The eviction strategy that keeps the dancer a Room-Ballet task asks about."""
     return TASK_STRATEGY[TASKS.index(task)]
@@ -246,6 +258,7 @@ def short_stay_sampler(
 
 __all__ = [
     "BalletResult",
+    "ballet_bounds",
     "PlaceBatch",
     "evaluate_ballet",
     "expected_strategy",

@@ -474,3 +474,14 @@ def test_no_fixed_strategy_can_do_well_on_all_four_tasks():
     bounds = ballet_bounds(np.random.default_rng(5), 800)
     assert set(bounds) == set(STRATEGIES)
     assert all(0.5 < v < 0.66 for v in bounds.values()), bounds
+
+
+@pytest.mark.slow
+def test_ama_learns_the_right_strategy_per_room_ballet_task():
+    """The bench's headline, end to end: trained jointly, the AMA picks the strategy that keeps the
+    asked-about dancer for each task and answers well above any fixed strategy's bound."""
+    from vla.memory.experiments import expected_strategy, train_ballet
+
+    r = train_ballet("ama", steps=1500, eval_episodes=200, progress=False)
+    assert r.chosen == {t: expected_strategy(t) for t in r.chosen}
+    assert r.accuracy["mean"] > 0.85, r.accuracy

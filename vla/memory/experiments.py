@@ -60,7 +60,6 @@ def train_ballet(
     eval_episodes: int = 1000,
     anneal: float = 0.6,
     aux: float = 0.5,
-    warmup: float = 0.0,
     progress: bool = True,
     log: Callable[[dict], None] | None = None,
 ) -> BalletResult:
@@ -76,8 +75,7 @@ def train_ballet(
     LVFO's usually does: it keeps the 8-dancer room, whose classes all differ) gives a plain
     answer head no signal to start from and the run stays at chance. The auxiliary target and the
     pointer are the same for every strategy, so the comparison stays about what each memory
-    keeps; the AMA's reward is minus the query loss alone. ``warmup``: fraction of the steps whose
-    memories come from uniformly random strategies, for every run (0 by default).
+    keeps; the AMA's reward is minus the query loss alone.
     """
     if strategy not in (*STRATEGIES, "ama"):
         raise ValueError(f"strategy: expected one of {(*STRATEGIES, 'ama')}, got {strategy!r}")
@@ -97,10 +95,7 @@ def train_ballet(
     for step in bar:
         b = ballet_batch(train_rng, batch)
         task = torch.from_numpy(b.task)
-        if step < warmup * steps:  # warm-up: memories from uniformly random strategies, for every run
-            arm = torch.randint(len(STRATEGIES), task.shape, generator=g)
-        else:
-            arm = ama.choose(task, step, g) if ama else torch.full_like(task, fixed)
+        arm = ama.choose(task, step, g) if ama else torch.full_like(task, fixed)
         inputs, event_labels = _memory_inputs(b, arm.numpy())
         log_p, event_logits = model(**inputs)
         per_sample = F.nll_loss(log_p, torch.from_numpy(b.answer), reduction="none")

@@ -68,9 +68,6 @@ class MemoryConfig:
     budget: int | None = None
     """most tokens one query attends: flat reads see the newest ``budget``; hierarchical ones
     ``top_k`` chunks of at most ``budget // top_k`` (overrides chunk_size); None: no limit"""
-    tied_qk: bool = False
-    """queries and memory tokens share one projection for attention scores (shared-QK attention),
-    so a query that equals part of a token scores it high from the first step"""
     max_places: int = 64
     """place ids are < max_places (learned table rows; chunks of sat-pm)"""
     place_low: list[float] = field(default_factory=lambda: [-1.0, -1.0, -1.0])
@@ -133,8 +130,6 @@ class MemoryRead(nn.Module):
         d = c.d_model
         self.norm_q, self.norm_m, self.norm_f = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.q, self.k, self.v, self.out = (nn.Linear(d, d) for _ in range(4))
-        if c.tied_qk:
-            self.k = self.q
         if c.hierarchical:
             self.summary_q, self.summary_k = nn.Linear(d, d), nn.Linear(d, d)
         self.ffn = nn.Sequential(nn.Linear(d, c.ffn), nn.GELU(), nn.Linear(c.ffn, d))

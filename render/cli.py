@@ -1,0 +1,35 @@
+"""``render``: neural rendering and reconstruction.
+
+render nerf {train,eval,render} ...
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    from render.datasets.readers import DatasetError  # noqa: F401  (a ValueError)
+    from worldline.config import ConfigError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from render.nerf.cli import COMMANDS as NERF
+
+    families = {"nerf": NERF}
+    if len(argv) < 2 or argv[0] not in families or argv[1] not in families[argv[0]]:
+        usage = "; ".join(f"render {f} {{{','.join(c)}}}" for f, c in families.items())
+        print(f"usage: {usage} [--help]", file=sys.stderr)
+        sys.exit(0 if argv[-1:] in (["-h"], ["--help"]) else 2)
+    name = f"render {argv[0]} {argv[1]}"
+    try:
+        families[argv[0]][argv[1]](argv[2:])
+    except (ValueError, OSError, ConfigError) as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -128,8 +128,9 @@ class NerfTrainer:
         trainer = load_json(path / "trainer.json")
         for key in ("batch_rays", "seed", "steps"):
             if trainer[key] != getattr(self.config, key):
-                raise ValueError(f"{key}: {path} was trained with {key}={trainer[key]}, this run has "
-                                 f"{getattr(self.config, key)}; resume with the same settings or use another --out")  # fmt: skip
+                now = getattr(self.config, key)
+                raise ValueError(f"{key}: {path} was trained with {key}={trainer[key]}, this run has {now}; "
+                                 "resume with the same settings or use another --out")  # fmt: skip
         self.model.load_state_dict(load_weights(path / "model.safetensors", device=self.device))
         tensors = load_weights(path / "optimizer.safetensors")
         for name, opt in self.opts.items():
@@ -219,7 +220,8 @@ class NerfTrainer:
             if writer is not None:
                 writer.close()
         return {"step": self.step, "seconds": time.perf_counter() - t0, "checkpoint": str(self.latest()),
-                "resumed_from": None if last is None else str(last), "finished": self.step >= c.steps, **metrics}  # fmt: skip
+                "resumed_from": None if last is None else str(last), "finished": self.step >= c.steps,
+                **metrics}  # fmt: skip
 
 
 def _step_of(line: str) -> int | None:

@@ -110,8 +110,9 @@ def test_constant_density_slab_matches_closed_form():
     colour = torch.tensor([0.2, 0.6, 0.9])
     bg = torch.tensor([1.0, 1.0, 1.0])
     # random sample positions; slab edges are sample points, so piecewise-constant compositing is exact
-    t = torch.cat([torch.rand(20, generator=g) * t0, torch.tensor([t0, t1]), t0 + torch.rand(50, generator=g) * (t1 - t0),
-                   t1 + torch.rand(20, generator=g) * (far - t1)]).sort().values  # fmt: skip
+    t = torch.cat([torch.rand(20, generator=g) * t0, torch.tensor([t0, t1]),
+                   t0 + torch.rand(50, generator=g) * (t1 - t0), t1 + torch.rand(20, generator=g) * (far - t1)])
+    t = t.sort().values
     inside = (t >= t0) & (t < t1)
     sig = torch.where(inside, sigma, -3.0)  # raw density: the ReLU makes outside zero
     alpha = alpha_from_density(sig, intervals(t, far))
@@ -151,7 +152,8 @@ def _scene():
 
 def _small(method="pronerf", **kw):
     return NerfConfig(method=method, field_depth=2, field_width=32, field_skips=(1,), sampler_depth=2,
-                      sampler_width=32, refine_depth=2, refine_width=32, coarse_samples=8, fine_samples=16, **kw)  # fmt: skip
+                      sampler_width=32, refine_depth=2, refine_width=32, coarse_samples=8, fine_samples=16,
+                      **kw)  # fmt: skip
 
 
 def _pronerf():

@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(base, data=a.data, out=a.runs / f"{tag}_{method}", model=model_cfg, steps=a.steps,
                                   time_budget=a.budget, seed=a.seed, device=a.device,
                                   batch_rays=a.batch_rays or base.batch_rays, save_every=10**9)  # fmt: skip
-        print(f"training {method} ({'%.0f s' % a.budget if a.budget > 0 else '%d steps' % a.steps})", flush=True)
+        amount = f"{a.budget:.0f} s" if a.budget > 0 else f"{a.steps} steps"
+        print(f"training {method} ({amount})", flush=True)
         trainer = NerfTrainer(cfg)
         result = trainer.run()
         model, _, ckpt = load_model(cfg.out, a.device)
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[method] = {"steps": result["step"], "train_seconds": round(trainer.elapsed, 1),
                         "psnr": statistics.mean(ps), "ssim": statistics.mean(ss),
                         "samples_per_ray": model.samples_per_ray, "render_seconds": statistics.median(secs),
-                        "fps": 1.0 / statistics.median(secs), "parameters": params, "checkpoint": str(ckpt)}  # fmt: skip
+                        "fps": 1.0 / statistics.median(secs), "parameters": params,
+                        "checkpoint": str(ckpt)}  # fmt: skip
         r = rows[method]
         print(f"  {method:8s} steps {r['steps']:6d}  test PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}  "
               f"{r['samples_per_ray']} samples/ray  {r['render_seconds']:.3f} s/image", flush=True)  # fmt: skip

@@ -110,8 +110,14 @@ def test_constant_density_slab_matches_closed_form():
     colour = torch.tensor([0.2, 0.6, 0.9])
     bg = torch.tensor([1.0, 1.0, 1.0])
     # random sample positions; slab edges are sample points, so piecewise-constant compositing is exact
-    t = torch.cat([torch.rand(20, generator=g) * t0, torch.tensor([t0, t1]),
-                   t0 + torch.rand(50, generator=g) * (t1 - t0), t1 + torch.rand(20, generator=g) * (far - t1)])
+    t = torch.cat(
+        [
+            torch.rand(20, generator=g) * t0,
+            torch.tensor([t0, t1]),
+            t0 + torch.rand(50, generator=g) * (t1 - t0),
+            t1 + torch.rand(20, generator=g) * (far - t1),
+        ]
+    )
     t = t.sort().values
     inside = (t >= t0) & (t < t1)
     sig = torch.where(inside, sigma, -3.0)  # raw density: the ReLU makes outside zero

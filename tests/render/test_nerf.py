@@ -5,9 +5,9 @@ training phases, and exact resume."""
 import dataclasses
 import math
 
-import numpy as np
 import pytest
 import torch
+from render_scenes import render_plane, texture
 
 from render.nerf.config import NerfConfig, NerfTrainConfig
 from render.nerf.models import ProNeRF, Scene, VanillaNeRF, bilinear_lookup, neighbour_colours, plucker
@@ -34,21 +34,6 @@ def test_plucker_invariant_along_the_ray():
     torch.testing.assert_close(pl[:, 3:].norm(dim=-1), closest.norm(dim=-1))
 
 
-def _texture(x, y):
-    """A smooth colour pattern on the plane z = 0."""
-    return torch.stack(
-        [0.5 + 0.4 * torch.sin(3 * x), 0.5 + 0.4 * torch.cos(2 * y), 0.5 + 0.3 * torch.sin(x + 2 * y)], -1
-    )
-
-
-def _render_plane(cam: Camera) -> torch.Tensor:
-    """Analytic image [H, W, 3] of the textured plane z = 0 (ray-plane intersection per pixel)."""
-    o, d = cam.rays(normalize=False)
-    t = -o[..., 2] / d[..., 2]
-    p = o + t[..., None] * d
-    return _texture(p[..., 0], p[..., 1]).float()
-
-
 def _plane_cameras(size=64):
     eyes = [(0.3, -1.5, 1.6), (1.4, 0.4, 1.5), (-1.2, 0.9, 1.8), (0.2, 1.6, 1.3)]
     w2c = torch.stack([look_at(torch.tensor(e, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), UP)
@@ -58,7 +43,7 @@ def _plane_cameras(size=64):
 
 def test_projection_lands_on_the_same_surface_colour():
     cams = _plane_cameras()
-    images = torch.stack([_render_plane(cams[i]) for i in range(4)])
+    images = torch.stack([render_plane(cams[i]) for i in range(4)])
     # pixels of view A (0) with their true depth: ray-plane intersection
     o, d = cams[0].rays(normalize=True)
     pix = torch.tensor([[26, 30], [32, 32], [38, 35], [30, 40]])
@@ -68,7 +53,7 @@ def test_projection_lands_on_the_same_surface_colour():
     views = torch.tensor([[1, 2, 3]]).expand(4, 3)
     colours, visible = neighbour_colours(points, views, images, cams)
     assert visible.all()
-    expect = _texture(points[..., 0].double(), points[..., 1].double()).float()  # [4, 1, 3]
+    expect = texture(points[..., 0].double(), points[..., 1].double()).float()  # [4, 1, 3]
     torch.testing.assert_close(colours, expect[:, None].expand_as(colours), atol=0.02, rtol=0)
     # the coordinates used are Camera.project's: a lookup at Camera.project's uv gives the same colour
     for j, v in enumerate((1, 2, 3)):
@@ -90,7 +75,7 @@ def test_bilinear_lookup_pixel_centres():
 
 def test_invisible_views_take_the_mean_of_the_others():
     cams = _plane_cameras()
-    images = torch.stack([_render_plane(cams[i]) for i in range(4)])
+    images = torch.stack([render_plane(cams[i]) for i in range(4)])
     eye = cams.center[1].double()
     away = look_at(eye, 2 * eye, UP).float()  # camera 1 turned to look away from the plane
     w2c = cams.w2c.clone()
@@ -165,7 +150,7 @@ def _small(method="pronerf", **kw):
 def _pronerf():
     torch.manual_seed(0)
     cams = _plane_cameras(16)
-    images = torch.stack([_render_plane(cams[i]) for i in range(4)])
+    images = torch.stack([render_plane(cams[i]) for i in range(4)])
     cams = Camera(cams.K.expand(5, 3, 3), torch.cat([cams.w2c, cams.w2c[:1]]), 16, 16)
     images = torch.cat([images, images[:1]])
     model = ProNeRF(_small(samples=8), _scene())
@@ -245,24 +230,11 @@ def test_vanilla_counts_and_shapes():
     assert ((out["depth"] >= 0.5) & (out["depth"] <= 4.0)).all()
 
 
-def _plane_dataset(tmp_path, n=6, size=16):
-    from render.datasets import write_nerfstudio
-
-    eyes = [(1.6 * math.cos(a), 1.6 * math.sin(a), 1.4) for a in np.linspace(0, 2 * math.pi, n, endpoint=False)]
-    w2c = torch.stack([look_at(torch.tensor(e, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), UP)
-                       for e in eyes]).float()  # fmt: skip
-    cams = Camera.from_fov(math.radians(50), size, size, w2c=w2c)
-    images = np.stack([(_render_plane(cams[i]).numpy() * 255).round().astype(np.uint8) for i in range(n)])
-    o, d = cams.rays(normalize=False)
-    depth = (-o[..., 2] / d[..., 2]).numpy()  # planar depth of the plane
-    return write_nerfstudio(tmp_path / "plane", images, cams, depth, split={"train": [1, 2, 3, 4, 5], "test": [0]})
-
-
 @pytest.mark.parametrize("method", ["pronerf", "vanilla"])
-def test_resume_is_exact(tmp_path, method):
+def test_resume_is_exact(tmp_path, method, plane_scene):
     from render.nerf.train import NerfTrainer
 
-    data = _plane_dataset(tmp_path)
+    data = plane_scene
     cfg = NerfTrainConfig(data=data, model=_small(method), steps=6, batch_rays=64, save_every=3, log_every=1,
                           out=tmp_path / "a", finetune_fraction=0.34)  # fmt: skip
     NerfTrainer(cfg).run(progress=False)

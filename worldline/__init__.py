@@ -4,7 +4,7 @@ Everything here is geometry and small helpers every package needs (cameras, rigi
 depth <-> points, atomic I/O, typed configs). It imports nothing else of the project.
 """
 
-from worldline.camera import Camera, intrinsics_from_fov, pixel_centers, project_points, unproject_depth
+from worldline.camera import Camera, axes_focus, intrinsics_from_fov, pixel_centers, project_points, unproject_depth
 from worldline.points import (
     PointCloud,
     crop_to_box,
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Camera",
     "PointCloud",
+    "axes_focus",
     "crop_to_box",
     "depth_to_points",
     "fuse_rgbd",

@@ -23,7 +23,7 @@ from torch import Tensor
 from worldline._checks import as_tensor, broadcast_batch, check_finite, check_positive_int, check_trailing
 from worldline.transforms import fov_to_focal, make_se3, opencv_to_opengl, opengl_to_opencv, se3_inverse
 
-__all__ = ["Camera", "intrinsics_from_fov", "pixel_centers", "project_points", "unproject_depth"]
+__all__ = ["Camera", "axes_focus", "intrinsics_from_fov", "pixel_centers", "project_points", "unproject_depth"]
 
 
 def _check_K(K) -> Tensor:
@@ -132,6 +132,20 @@ def unproject_depth(K: Tensor, w2c: Tensor | None, depth: Tensor) -> Tensor:
     r = c2w[..., None, None, :3, :3]
     t = c2w[..., None, None, :3, 3]
     return (r @ pts[..., None])[..., 0] + t
+
+
+def axes_focus(cameras: Camera) -> Tensor:
+    """The point ``[3]`` nearest (least squares) to the optical axes of all ``cameras`` (any batch
+    shape): where a ring or sphere of cameras looks. Raises ValueError when the axes are (nearly)
+    parallel, since no such point is defined then."""
+    c2w = cameras.c2w.reshape(-1, 4, 4).double()
+    centres, axes = c2w[:, :3, 3], c2w[:, :3, 2]  # OpenCV: +z is the viewing direction
+    proj = torch.eye(3, dtype=torch.float64, device=c2w.device) - axes[:, :, None] * axes[:, None, :]
+    a, b = proj.sum(0), (proj @ centres[:, :, None]).sum(0)
+    eig = torch.linalg.eigvalsh(a)
+    if float(eig[0]) < 1e-6 * max(float(eig[-1]), 1e-12):
+        raise ValueError("cameras: the optical axes are parallel; they have no common focus point")
+    return torch.linalg.solve(a, b)[:, 0].to(cameras.w2c.dtype)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from worldline import Camera
+from worldline import Camera, axes_focus
 
 SPLITS = ("train", "val", "test", "all")
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
@@ -75,13 +75,30 @@ class DatasetError(ValueError):
     """Bad dataset input; the message names the file and the field."""
 
 
-def _field(meta: dict, key: str, where: str, kind=float):
+_REQUIRED = object()
+
+
+def _field(meta: dict, key: str, where: str, kind=float, default=_REQUIRED):
+    """``meta[key]`` as ``kind`` (``default`` when absent), or a one-line error naming the field."""
     if key not in meta:
-        raise DatasetError(f"{where}: missing field '{key}'")
+        if default is _REQUIRED:
+            raise DatasetError(f"{where}: missing field '{key}'")
+        return default
+    value = meta[key]
     try:
-        return kind(meta[key])
+        if kind is str:
+            if not isinstance(value, str) or not value:
+                raise TypeError
+            return value
+        if isinstance(value, bool):
+            raise TypeError
+        out = kind(value)
+        if kind is float and not math.isfinite(out):
+            raise ValueError
+        return out
     except (TypeError, ValueError):
-        raise DatasetError(f"{where}: field '{key}' should be {kind.__name__}, got {meta[key]!r}") from None
+        name = "a path" if kind is str else f"{kind.__name__}"
+        raise DatasetError(f"{where}: field '{key}' should be {name}, got {value!r}") from None
 
 
 def _read_json(path: Path) -> dict:
@@ -96,6 +113,9 @@ def _read_json(path: Path) -> dict:
     frames = meta.get("frames")
     if not isinstance(frames, list) or not frames:
         raise DatasetError(f"{path}: field 'frames' is missing or empty")
+    bad = [i for i, f in enumerate(frames) if not isinstance(f, dict)]
+    if bad:
+        raise DatasetError(f"{path}: frames[{bad[0]}]: expected an object with file_path and transform_matrix")
     return meta
 
 
@@ -175,11 +195,7 @@ def scene_bounds(cameras: Camera, depths: Tensor | None = None, sphere: float | 
     if sphere is not None:
         r = centres.norm(dim=-1)
         return max(float(r.min()) - sphere, 0.05), float(r.max()) + sphere
-    axes = cameras.c2w[..., :3, 2].reshape(-1, 3).double()  # optical axes (OpenCV z) in the world
-    eye = torch.eye(3, dtype=torch.float64)
-    proj = eye - axes[:, :, None] * axes[:, None, :]  # projectors orthogonal to each axis
-    centre = torch.linalg.lstsq(proj.sum(0), (proj @ centres[:, :, None]).sum(0)).solution[:, 0]
-    d = (centres - centre).norm(dim=-1)
+    d = (centres - axes_focus(cameras).double()).norm(dim=-1)
     return 0.05 * float(d.min()), 2.0 * float(d.max())
 
 
@@ -214,9 +230,7 @@ def _read_blender(root: Path, split: str, background, downscale, near, far) -> S
             raise DatasetError(f"{file}: field 'camera_angle_x' should be radians in (0, pi), got {angle_x}")
         for i, frame in enumerate(meta["frames"]):
             where = f"{file}: frames[{i}]"
-            if "file_path" not in frame:
-                raise DatasetError(f"{where}: missing field 'file_path'")
-            p = root / frame["file_path"]
+            p = root / _field(frame, "file_path", where, str)
             if p.suffix.lower() not in (".png", ".jpg", ".jpeg"):
                 p = p.with_name(p.name + ".png")
             im = _load_rgb(p, where, background)
@@ -249,7 +263,9 @@ def _split_indices(meta: dict, file: Path, split: str, holdout_every: int) -> li
         if not isinstance(names, list):
             raise DatasetError(f"{file}: missing field '{key}' (the file lists other splits)")
         wanted = {str(Path(n)) for n in names}
-        idx = [i for i, f in enumerate(frames) if str(Path(f.get("file_path", ""))) in wanted]
+        if not all(isinstance(n, str) for n in names):
+            raise DatasetError(f"{file}: field '{key}' should be a list of file paths")
+        idx = [i for i, f in enumerate(frames) if str(Path(str(f.get("file_path", "")))) in wanted]
         if len(idx) != len(wanted):
             raise DatasetError(f"{file}: field '{key}' names {len(wanted) - len(idx)} file(s) not among the frames")
         return idx
@@ -265,7 +281,7 @@ def _read_nerfstudio(file: Path, split: str, background, downscale, near, far, h
     idx = _split_indices(meta, file, split, holdout_every)
     if not idx:
         raise DatasetError(f"{file}: split '{split}' has no frames")
-    scale = float(meta.get("depth_unit_scale_factor", 1e-3))
+    scale = _field(meta, "depth_unit_scale_factor", str(file), float, 1e-3)
     has_depth = any("depth_file_path" in meta["frames"][i] for i in idx)
     images, depths, c2ws, Ks, paths = [], [], [], [], []
     size = None
@@ -279,17 +295,17 @@ def _read_nerfstudio(file: Path, split: str, background, downscale, near, far, h
                 f"{where}: field 'camera_model' {model!r} is not supported (pinhole only: {PINHOLE_MODELS})"
             )
         for k in DISTORTION:
-            if float(merged.get(k, 0.0)) != 0.0:
+            if _field(merged, k, where, float, 0.0) != 0.0:
                 raise DatasetError(
                     f"{where}: field '{k}' = {merged[k]}: lens distortion is not supported; undistort first"
                 )
         fx = _field(merged, "fl_x", where)
-        fy = float(merged.get("fl_y", fx))
+        fy = _field(merged, "fl_y", where, float, fx)
         w, h = _field(merged, "w", where, int), _field(merged, "h", where, int)
-        cx, cy = float(merged.get("cx", w / 2)), float(merged.get("cy", h / 2))
-        if "file_path" not in frame:
-            raise DatasetError(f"{where}: missing field 'file_path'")
-        p = root / frame["file_path"]
+        cx, cy = _field(merged, "cx", where, float, w / 2), _field(merged, "cy", where, float, h / 2)
+        if min(fx, fy, w, h) <= 0:
+            raise DatasetError(f"{where}: fields 'fl_x', 'fl_y', 'w', 'h' must be positive, got {fx}, {fy}, {w}, {h}")
+        p = root / _field(frame, "file_path", where, str)
         im = _load_rgb(p, where, background)
         if im.shape[:2] != (h, w):
             raise DatasetError(f"{where}: image {p} is {im.shape[1]}x{im.shape[0]}, fields 'w','h' say {w}x{h}")
@@ -300,7 +316,7 @@ def _read_nerfstudio(file: Path, split: str, background, downscale, near, far, h
         images.append(im)
         if has_depth:
             if "depth_file_path" in frame:
-                d = _load_depth(root / frame["depth_file_path"], where, scale)
+                d = _load_depth(root / _field(frame, "depth_file_path", where, str), where, scale)
                 if d.shape != (h, w):
                     raise DatasetError(f"{where}: depth image is {d.shape[1]}x{d.shape[0]}, the image {w}x{h}")
             else:

@@ -24,7 +24,9 @@ def write_nerfstudio(
     Depth (``[N, H, W]`` planar metres, 0 = invalid) goes to ``depth/`` as uint16 millimetres
     (``depth_unit_scale_factor`` 0.001). ``split`` maps "train"/"val"/"test" to frame indices
     (written as nerfstudio's ``*_filenames``). The folder is written next to its final place and
-    renamed into it, so a reader never sees half a dataset. Returns ``path/transforms.json``."""
+    renamed into it, so a reader never sees half a dataset. An existing dataset at ``path`` (a
+    folder with a transforms.json) is replaced; any other non-empty folder is refused. Returns
+    ``path/transforms.json``."""
     path = Path(path)
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
@@ -35,6 +37,9 @@ def write_nerfstudio(
                          f"{cameras.width}x{cameras.height}")  # fmt: skip
     if depths is not None and np.asarray(depths).shape != (n, h, w):
         raise ValueError(f"depths: expected [{n}, {h}, {w}], got {list(np.asarray(depths).shape)}")
+    if path.exists() and not (path / "transforms.json").is_file() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"{path}: exists and is not a nerfstudio dataset (no transforms.json); "
+                              "refusing to replace it")  # fmt: skip
     from PIL import Image
 
     tmp = path.with_name(f".{path.name}.tmp")
@@ -68,9 +73,14 @@ def write_nerfstudio(
     meta.update(extra or {})
     meta["frames"] = frames
     (tmp / "transforms.json").write_text(json.dumps(meta, indent=2))
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
+    if path.exists():  # replace an earlier dataset: old aside, new in, old removed
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(path)
     return path / "transforms.json"
 
 

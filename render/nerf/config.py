@@ -77,6 +77,8 @@ class NerfTrainConfig:
     far: float | None = None
     seed: int = 0
     save_every: int = 1000
+    keep_checkpoints: int = 3
+    """the newest checkpoints kept in out/checkpoints"""
     log_every: int = 50
     time_budget: float = 0.0
     """seconds of training after which the run checkpoints and stops (0: no budget)"""
@@ -85,7 +87,7 @@ class NerfTrainConfig:
     """torch CPU threads (0: torch's default)"""
 
     def __post_init__(self):
-        for name in ("steps", "batch_rays", "save_every", "log_every"):
+        for name in ("steps", "batch_rays", "save_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and self.lr_final > 0):

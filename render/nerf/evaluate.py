@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from render.metrics import LPIPS, psnr, ssim
-from worldline import Camera
+from worldline import Camera, axes_focus
 from worldline.transforms import look_at
 
 
@@ -52,6 +52,7 @@ def evaluate(model, data, lpips_weights: str | Path | None = None, chunk: int = 
         print("lpips: no local LPIPS weights given (--lpips-weights); reporting lpips: null")
     ps, ss, ls, secs = [], [], [], []
     dev = next(model.parameters()).device
+    render_image(model, data.cameras[0], chunk)  # warm-up: the timings below are steady-state
     for i in tqdm(range(len(data)), desc="nerf eval", disable=not progress):
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -80,12 +81,10 @@ def orbit_cameras(cameras: Camera, frames: int) -> Camera:
     """``frames`` cameras on a circle around the training cameras' look-at centre, at their mean
     distance and height, about their mean up direction, with the first camera's intrinsics."""
     c2w = cameras.c2w.reshape(-1, 4, 4).double()
-    centres, axes = c2w[:, :3, 3], c2w[:, :3, 2]
+    centres = c2w[:, :3, 3]
     up = -c2w[:, :3, 1].mean(0)
     up = up / up.norm()
-    eye = torch.eye(3, dtype=torch.float64)
-    proj = eye - axes[:, :, None] * axes[:, None, :]
-    target = torch.linalg.lstsq(proj.sum(0), (proj @ centres[:, :, None]).sum(0)).solution[:, 0]
+    target = axes_focus(cameras).double()
     rel = centres - target
     height = float((rel @ up).mean())
     radial = rel - (rel @ up)[:, None] * up

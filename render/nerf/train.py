@@ -4,6 +4,10 @@ exponential decay, progress bar, TensorBoard + metrics.jsonl, atomic checkpoints
 ProNeRF alternates exploration (odd steps: only the field learns, its own Adam) and exploitation
 (even steps: field, sampler and refine net learn together, a second Adam), then fine-tunes jointly
 for the last ``finetune_fraction`` of the steps. Vanilla NeRF has one Adam over both fields.
+
+ProNeRF has two Adams, as in the reference code (its ``optimizer`` over the NeRF for exploration
+steps, its ``s_optimizer`` over all networks for exploitation steps): each phase keeps its own
+moment estimates of the field's gradients.
 """
 
 from __future__ import annotations
@@ -107,6 +111,8 @@ class NerfTrainer:
             groups[name] = sd["param_groups"]
         opt_tensors["rng.torch"] = torch.get_rng_state()
         opt_tensors["rng.sampler"] = self.gen.get_state()
+        if self.device.type == "cuda":
+            opt_tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         save_weights(opt_tensors, tmp / "optimizer.safetensors")
         save_json(self.meta(), tmp / "model.json")
         save_json({"step": self.step, "elapsed": self.elapsed, "param_groups": groups, "steps": self.config.steps,
@@ -114,6 +120,9 @@ class NerfTrainer:
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
+        done = sorted(p for p in self.ckpt_dir.glob("step_*") if (p / "trainer.json").is_file())
+        for old in done[: -self.config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
         return final
 
     def latest(self) -> Path | None:
@@ -121,10 +130,14 @@ class NerfTrainer:
         return done[-1] if done else None
 
     def resume(self, path: Path) -> None:
-        saved = load_json(path / "model.json")
-        if saved["model"] != self.meta()["model"]:
-            diff = sorted(k for k in saved["model"] if saved["model"][k] != self.meta()["model"].get(k))
+        saved, now = load_json(path / "model.json"), self.meta()
+        if saved["model"] != now["model"]:
+            diff = sorted(k for k in saved["model"] if saved["model"][k] != now["model"].get(k))
             raise ValueError(f"{path}: checkpoint of a different model; fields differ: {', '.join(diff)}")
+        for key in ("data", "downscale", "background", "holdout_every", "near", "far"):
+            if saved.get(key) != now[key]:
+                raise ValueError(f"{key}: {path} was trained with {key}={saved.get(key)!r}, this run has "
+                                 f"{now[key]!r}; resume on the same data or use another --out")  # fmt: skip
         trainer = load_json(path / "trainer.json")
         for key in ("batch_rays", "seed", "steps"):
             if trainer[key] != getattr(self.config, key):
@@ -141,6 +154,8 @@ class NerfTrainer:
                     state.setdefault(int(i), {})[k] = value if k == "step" else value.to(self.device)
             opt.load_state_dict({"state": state, "param_groups": trainer["param_groups"][name]})
         torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.gen.set_state(tensors["rng.sampler"])
         self.step = trainer["step"]
         self.elapsed = float(trainer.get("elapsed", 0.0))

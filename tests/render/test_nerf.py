@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from render_scenes import render_plane, texture
+from render_scenes import render_plane, ring_cameras, texture
 
 from render.nerf.config import NerfConfig, NerfTrainConfig
 from render.nerf.models import ProNeRF, Scene, VanillaNeRF, bilinear_lookup, neighbour_colours, plucker
@@ -186,9 +186,21 @@ def test_pronerf_densify_and_jitter():
     assert dense.shape == (5, 32) and (dense[:, 1:] >= dense[:, :-1]).all()
     assert dense.min() >= model.scene.near and dense.max() <= model.scene.far
     assert torch.isin(t, dense).all()  # the original samples stay
+    torch.manual_seed(1)
+    t = torch.sort(torch.rand(4000, 8) * 3 + 0.5, -1).values
     j = model._jitter(t)
     assert j.shape == t.shape and j.min() >= model.scene.near and j.max() <= model.scene.far
-    assert not torch.equal(j, t)
+    assert (j[:, 1:] >= j[:, :-1]).all()
+    # each sample moves toward its next (or, per ray, previous) neighbour by min(|N(0,1)|/5, 0.99) of the gap
+    nxt, prv = model._gaps(t)
+    step = j - t  # sorting keeps the order: a sample never passes a neighbour
+    up = (step >= 0).all(-1)
+    assert (up | (step <= 0).all(-1)).all() and 0.4 < up.float().mean() < 0.6
+    frac = torch.where(up[:, None], step / nxt, -step / prv)
+    assert frac.max() <= 0.99 + 1e-5
+    # half-normal / 5: mean sqrt(2/pi)/5 = 0.1596, P(frac < 0.2) = P(|z| < 1) = 0.683
+    assert float(frac.mean()) == pytest.approx(math.sqrt(2 / math.pi) / 5, abs=0.005)
+    assert float((frac < 0.2).float().mean()) == pytest.approx(0.683, abs=0.01)
 
 
 def test_views_exclude_own_and_pick_nearest():
@@ -250,3 +262,58 @@ def test_resume_is_exact(tmp_path, method, plane_scene):
         torch.testing.assert_close(second.model.state_dict()[k], v, msg=k)
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert [int(ln.split('"step": ')[1].split("}")[0].split(",")[0]) for ln in lines] == [1, 2, 3, 4, 5, 6]
+
+
+def test_pronerf_multiplier_zero_renders_background():
+    model, o, d, _ = _pronerf()
+    k = model.cfg.samples
+    with torch.no_grad():
+        model.sampler[-1].weight[2 * k : 3 * k].zero_()
+        model.sampler[-1].bias[2 * k : 3 * k] = -5.0  # relu(multiplier) = 0: every alpha vanishes
+        out = model(o, d)
+    torch.testing.assert_close(out["rgb"], torch.ones_like(out["rgb"]))  # the white background
+    torch.testing.assert_close(out["acc"], torch.zeros_like(out["acc"]))
+    with torch.no_grad():
+        model.sampler[-1].bias[2 * k : 3 * k] = 1.0
+        assert float(model(o, d)["acc"].min()) > 0  # and with multiplier 1 the field shows
+
+
+def test_exploitation_trains_refine_and_aux_colours_finetune_does_not():
+    model, o, d, target = _pronerf()
+    own = torch.zeros(o.shape[0], dtype=torch.long)
+    k = model.cfg.samples
+    for step, finetune in ((2, False), (4, True)):
+        model.zero_grad(set_to_none=True)
+        loss, _, _ = model.training_step(o, d, target, step, own=own, finetune=finetune)
+        loss.backward()
+        refine_rgb = model.refine[-1].weight.grad[4 * k :].abs().sum()
+        aux_rgb = model.sampler[-1].weight.grad[3 * k :].abs().sum()
+        depth_rows = model.refine[-1].weight.grad[:k].abs().sum()
+        assert depth_rows > 0  # the refined depths learn in both
+        if finetune:
+            assert refine_rgb == 0 and aux_rgb == 0
+        else:
+            assert refine_rgb > 0 and aux_rgb > 0
+
+
+def test_render_image_planar_depth():
+    from render.nerf.evaluate import render_image
+
+    cam = ring_cameras(1, 12)[0]
+
+    class PlaneDistance(torch.nn.Module):
+        """Reports the distance along each (unit) ray to the plane z = 0."""
+
+        samples_per_ray = 1
+
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, o, d):
+            t = -o[:, 2] / d[:, 2]
+            return {"rgb": torch.zeros_like(o), "depth": t, "acc": torch.ones_like(t)}
+
+    depth = render_image(PlaneDistance(), cam, chunk=50)["depth"]
+    o, d = cam.rays(normalize=False)  # planar: z-component 1, so t is the planar depth
+    torch.testing.assert_close(depth, -o[..., 2] / d[..., 2])

@@ -136,3 +136,28 @@ def test_cuda_matches_cpu():
     cam = _random_camera(9, (3,))
     depth = torch.rand(3, cam.height, cam.width, dtype=torch.float64) + 0.5
     torch.testing.assert_close(cam.to("cuda").unproject(depth.cuda()).cpu(), cam.unproject(depth))
+
+
+def test_axes_focus_ring_and_two_lines():
+    from worldline import axes_focus
+    from worldline.transforms import look_at
+
+    target = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    up = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    eyes = torch.tensor([[2.0, 0, 1], [0, 2.0, 0.5], [-2.0, 0.3, 1.5], [0.1, -2.0, 0.8]], dtype=torch.float64)
+    ring = Camera.from_fov(1.0, 8, 8, w2c=torch.stack([look_at(e, target, up) for e in eyes]))
+    torch.testing.assert_close(axes_focus(ring), target)
+    # two skew lines: the least-squares point is the midpoint of their common perpendicular
+    e1, e2 = torch.tensor([1.0, 0, 0], dtype=torch.float64), torch.tensor([0, 1.0, 0.5], dtype=torch.float64)
+    t1, t2 = torch.tensor([0.0, 0.5, 0.3], dtype=torch.float64), torch.tensor([0.2, -0.4, 0.0], dtype=torch.float64)
+    cams = Camera.from_fov(1.0, 8, 8, w2c=torch.stack([look_at(e1, t1, up), look_at(e2, t2, up)]))
+    d1, d2 = (t1 - e1) / (t1 - e1).norm(), (t2 - e2) / (t2 - e2).norm()
+    w0 = e1 - e2
+    a, b, c, d, e = d1 @ d1, d1 @ d2, d2 @ d2, d1 @ w0, d2 @ w0
+    s = (b * e - c * d) / (a * c - b * b)
+    t = (a * e - b * d) / (a * c - b * b)
+    torch.testing.assert_close(axes_focus(cams), 0.5 * ((e1 + s * d1) + (e2 + t * d2)))
+    parallel = Camera.from_fov(1.0, 8, 8, w2c=torch.stack([look_at(e1, e1 + torch.tensor([0, 0, -1.0], dtype=torch.float64) + 0.1, up),
+                                                           look_at(e2, e2 + torch.tensor([0, 0, -1.0], dtype=torch.float64) + 0.1, up)]))  # fmt: skip
+    with pytest.raises(ValueError, match="parallel"):
+        axes_focus(parallel)

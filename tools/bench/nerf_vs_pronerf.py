@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                                   batch_rays=a.batch_rays or base.batch_rays, save_every=10**9)  # fmt: skip
         amount = f"{a.budget:.0f} s" if a.budget > 0 else f"{a.steps} steps"
         print(f"training {method} ({amount})", flush=True)
+        shutil.rmtree(cfg.out, ignore_errors=True)  # numbers come from this code, never a resumed old run
         trainer = NerfTrainer(cfg)
         result = trainer.run()
         model, _, ckpt = load_model(cfg.out, a.device)

@@ -157,7 +157,7 @@ def test_axes_focus_ring_and_two_lines():
     s = (b * e - c * d) / (a * c - b * b)
     t = (a * e - b * d) / (a * c - b * b)
     torch.testing.assert_close(axes_focus(cams), 0.5 * ((e1 + s * d1) + (e2 + t * d2)))
-    parallel = Camera.from_fov(1.0, 8, 8, w2c=torch.stack([look_at(e1, e1 + torch.tensor([0, 0, -1.0], dtype=torch.float64) + 0.1, up),
-                                                           look_at(e2, e2 + torch.tensor([0, 0, -1.0], dtype=torch.float64) + 0.1, up)]))  # fmt: skip
+    down = torch.tensor([0.1, 0.1, -0.9], dtype=torch.float64)
+    parallel = Camera.from_fov(1.0, 8, 8, w2c=torch.stack([look_at(e1, e1 + down, up), look_at(e2, e2 + down, up)]))
     with pytest.raises(ValueError, match="parallel"):
         axes_focus(parallel)

@@ -1,0 +1,251 @@
+"""Differentiable rasterization of 3D Gaussians: one function, two backends.
+
+``rasterize(gaussians, cameras, width, height, background, backend="auto")`` returns rgb
+``[C, H, W, 3]``, alpha ``[C, H, W]`` and expected depth ``[C, H, W]`` (planar z, over alpha) for
+a batch of :class:`worldline.Camera` (OpenCV axes, world-to-camera, pixel centres at +0.5).
+
+The pure-PyTorch reference (``backend="torch"``, CPU and CUDA, autograd) follows 3DGS / gsplat:
+
+1. EWA projection: camera-space mean t, covariance W Sigma W^T, the Jacobian J of the perspective
+   map at t, 2D covariance J W Sigma W^T J^T + 0.3 I (gsplat's ``eps2d`` low-pass); Gaussians
+   closer than ``near`` (0.01 m) are culled.
+2. A 3-sigma radius from the larger eigenvalue; the bounding square is intersected with 16 x 16
+   pixel tiles, giving (tile, Gaussian) pairs sorted by tile and then depth (gsplat's ``isect``).
+3. Every pair is expanded to the pixels of its tile inside the Gaussian's square; alpha = min(0.99, o exp(-d^T Sigma2D^-1 d / 2)),
+   contributions under 1/255 are skipped, and the pixel is composited front to back: each
+   pixel's transmittance is an exclusive cumulative product along its tile's sorted list
+   (a segmented cumulative sum of log(1 - alpha)), and a Gaussian that would take the
+   transmittance below 1e-4 ends the pixel (as the reference CUDA kernels do).
+
+No Python loop runs over Gaussians or pixels: the work is a few flat tensors of pairs, processed
+in chunks of tiles to bound memory. gsplat (``backend="gsplat"``, CUDA only; the ``splat``
+extra) computes the same quantities with its CUDA kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from render.gaussians.model import GaussianModel
+from render.gaussians.sh import eval_sh
+from worldline import Camera
+
+TILE = 16
+EPS2D = 0.3
+ALPHA_MAX = 0.99
+ALPHA_MIN = 1.0 / 255.0
+T_MIN = 1e-4
+NEAR = 0.01
+LOG_T_MIN = math.log(T_MIN)
+
+
+def project_gaussians(means: Tensor, covs: Tensor, K: Tensor, w2c: Tensor, eps2d: float = EPS2D):
+    """EWA projection for one camera: means2d ``[N, 2]`` (pixels), depth ``[N]``, 2D covariance
+    ``[N, 2, 2]`` (with the low-pass), conic (its inverse) ``[N, 2, 2]``, 3-sigma radius ``[N]``."""
+    rot, trans = w2c[:3, :3], w2c[:3, 3]
+    t = means @ rot.T + trans  # [N, 3] camera space
+    z = t[:, 2]
+    z_safe = torch.where(z.abs() < 1e-6, torch.full_like(z, 1e-6), z)
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    u = fx * t[:, 0] / z_safe + cx
+    v = fy * t[:, 1] / z_safe + cy
+    zeros = torch.zeros_like(z)
+    J = torch.stack(
+        [
+            torch.stack([fx / z_safe, zeros, -fx * t[:, 0] / z_safe**2], -1),
+            torch.stack([zeros, fy / z_safe, -fy * t[:, 1] / z_safe**2], -1),
+        ],
+        -2,
+    )  # fmt: skip  [N, 2, 3]
+    cov_cam = rot @ covs @ rot.T
+    cov2d = J @ cov_cam @ J.transpose(-1, -2) + eps2d * torch.eye(2, dtype=means.dtype, device=means.device)
+    a, b, c = cov2d[:, 0, 0], cov2d[:, 0, 1], cov2d[:, 1, 1]
+    det = (a * c - b * b).clamp_min(1e-12)
+    conic = torch.stack([torch.stack([c, -b], -1), torch.stack([-b, a], -1)], -2) / det[:, None, None]
+    mid = 0.5 * (a + c)
+    lam = mid + torch.sqrt((mid * mid - det).clamp_min(0.1))
+    radius = torch.ceil(3.0 * torch.sqrt(lam))
+    return torch.stack([u, v], -1), z, cov2d, conic, radius
+
+
+def _rasterize_one(means2d, depth, conic, radius, opac, colors, width, height, background, chunk):
+    dev, dtype = means2d.device, colors.dtype
+    tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
+    u, v, r = means2d[:, 0].detach(), means2d[:, 1].detach(), radius.detach()
+    # pixels whose centres (i + 0.5) lie in the 3-sigma square
+    bx0 = torch.ceil(u - r - 0.5).clamp(0, width).long()
+    bx1 = torch.floor(u + r - 0.5).clamp(-1, width - 1).long()
+    by0 = torch.ceil(v - r - 0.5).clamp(0, height).long()
+    by1 = torch.floor(v + r - 0.5).clamp(-1, height - 1).long()
+    valid = (depth.detach() > NEAR) & (r > 0) & (bx1 >= bx0) & (by1 >= by0)
+    # (Gaussian, tile) pairs, sorted by tile and then depth, as gsplat's intersection step
+    tx0, tx1 = bx0 // TILE, bx1.clamp_min(0) // TILE
+    ty0, ty1 = by0 // TILE, by1.clamp_min(0) // TILE
+    nx, ny = tx1 - tx0 + 1, ty1 - ty0 + 1
+    count = torch.where(valid, nx * ny, torch.zeros_like(nx))
+    gid = torch.repeat_interleave(torch.arange(len(count), device=dev), count)
+    acc = torch.zeros(height * width, 5, dtype=dtype, device=dev)  # rgb, weight sum (alpha), depth
+    if gid.numel() > 0:
+        local = torch.arange(gid.numel(), device=dev) - (torch.cumsum(count, 0) - count)[gid]
+        tx, ty = tx0[gid] + local % nx[gid], ty0[gid] + local // nx[gid]
+        tile = ty * tiles_x + tx
+        order = torch.argsort(depth.detach()[gid], stable=True)
+        order = order[torch.argsort(tile[order], stable=True)]
+        gid, tile, tx, ty = gid[order], tile[order], tx[order], ty[order]
+        # each pair covers the part of its Gaussian's square inside its tile
+        px0 = torch.maximum(bx0[gid], tx * TILE)
+        px1 = torch.minimum(bx1[gid], tx * TILE + TILE - 1)
+        py0 = torch.maximum(by0[gid], ty * TILE)
+        py1 = torch.minimum(by1[gid], ty * TILE + TILE - 1)
+        pw = px1 - px0 + 1
+        npix = pw * (py1 - py0 + 1)
+        ints = torch.stack([px0, py0, pw], -1)  # one gather per pixel-pair instead of three
+        # per-Gaussian values gathered once per pixel-pair (one index op, one index_add backward)
+        feats = torch.cat(
+            [
+                means2d,
+                conic[:, 0, 0, None],
+                conic[:, 0, 1, None],
+                conic[:, 1, 1, None],
+                opac[:, None],
+                colors,
+                depth[:, None],
+            ],
+            -1,
+        )  # fmt: skip  [N, 10]
+        ends = torch.cumsum(npix, 0)
+        # chunks of whole tiles with about `chunk` pixel-pairs each
+        tile_end = torch.searchsorted(tile, torch.arange(1, tiles_x * tiles_y + 1, device=dev))
+        marks = ends[(tile_end - 1).clamp_min(0)].tolist()
+        cuts, last = [0], 0
+        for t_end, m in zip(tile_end.tolist(), marks):
+            if m - last >= chunk and t_end > cuts[-1]:
+                cuts.append(t_end)
+                last = m
+        if cuts[-1] != gid.numel():
+            cuts.append(gid.numel())
+        for lo, hi in zip(cuts[:-1], cuts[1:]):
+            sub = slice(lo, hi)
+            n_sub = npix[sub]
+            pair = torch.repeat_interleave(torch.arange(lo, hi, device=dev), n_sub)
+            k = torch.arange(pair.numel(), device=dev) - (torch.cumsum(n_sub, 0) - n_sub)[pair - lo]
+            ip = ints[pair]
+            x = ip[:, 0] + k % ip[:, 2]
+            y = ip[:, 1] + k // ip[:, 2]
+            pix = y * width + x
+            # group by pixel; within a pixel the tile's depth order is kept (stable sort)
+            by_pix = torch.argsort(pix, stable=True)
+            pair, pix, x, y = pair[by_pix], pix[by_pix], x[by_pix], y[by_pix]
+            f = feats[gid[pair]]  # [P, 10]
+            dx = x.to(dtype) + 0.5 - f[:, 0]
+            dy = y.to(dtype) + 0.5 - f[:, 1]
+            power = -0.5 * (f[:, 2] * dx * dx + f[:, 4] * dy * dy) - f[:, 3] * dx * dy
+            alpha = (f[:, 5] * torch.exp(power.clamp(max=0.0))).clamp(max=ALPHA_MAX)
+            alpha = torch.where((alpha >= ALPHA_MIN) & (power <= 0), alpha, torch.zeros_like(alpha))
+            # exclusive transmittance per pixel: segmented cumulative sum of log(1 - alpha)
+            log1m = torch.log1p(-alpha).double()
+            csum = torch.cumsum(log1m, 0)
+            first = torch.ones_like(pix, dtype=torch.bool)
+            first[1:] = pix[1:] != pix[:-1]
+            seg = torch.cumsum(first.long(), 0) - 1
+            start_idx = torch.nonzero(first)[:, 0]
+            base = (csum - log1m)[start_idx][seg]  # cumulative sum before each pixel's first entry
+            log_t_incl = csum - base
+            keep = log_t_incl >= LOG_T_MIN  # a Gaussian taking T below 1e-4 ends the pixel
+            w = torch.where(keep, alpha * torch.exp((log_t_incl - log1m).to(dtype)), torch.zeros_like(alpha))
+            acc = acc.index_add(
+                0, pix, w[:, None] * torch.cat([f[:, 6:9], torch.ones_like(w)[:, None], f[:, 9:10]], -1)
+            )
+    acc_rgb, acc_w, acc_d = acc[:, :3], acc[:, 3], acc[:, 4]
+    rgb = acc_rgb + (1.0 - acc_w)[:, None] * background
+    exp_depth = acc_d / acc_w.clamp_min(1e-10)
+    return rgb.view(height, width, 3), acc_w.view(height, width), exp_depth.view(height, width)
+
+
+def rasterize_torch(gaussians: GaussianModel, cameras: Camera, background: Tensor | None = None,
+                    sh_degree: int | None = None, chunk: int = 1 << 20) -> dict[str, Tensor]:  # fmt: skip
+    """The pure-PyTorch reference (see the module docstring); ``cameras`` batch shape [C] or []."""
+    deg = gaussians.sh_degree if sh_degree is None else sh_degree
+    cams = cameras if cameras.batch_shape else cameras[None]
+    K = cams.K.expand(*cams.batch_shape, 3, 3).to(gaussians.means)
+    w2c = cams.w2c.expand(*cams.batch_shape, 4, 4).to(gaussians.means)
+    bg = torch.zeros(3) if background is None else torch.as_tensor(background)
+    bg = bg.to(gaussians.means)
+    covs = gaussians.covariances()
+    opac = gaussians.opacities
+    sh = gaussians.sh
+    outs = {"rgb": [], "alpha": [], "depth": [], "means2d": [], "radii": []}
+    c2w_centres = cams.center.to(gaussians.means)
+    for c in range(K.shape[0]):
+        means2d, depth, _, conic, radius = project_gaussians(gaussians.means, covs, K[c], w2c[c])
+        colors = eval_sh(sh, gaussians.means - c2w_centres[c], deg)
+        rgb, alpha, d = _rasterize_one(means2d, depth, conic, radius, opac, colors, cams.width, cams.height,
+                                       bg[c] if bg.ndim == 2 else bg, chunk)  # fmt: skip
+        outs["rgb"].append(rgb)
+        outs["alpha"].append(alpha)
+        outs["depth"].append(d)
+        outs["means2d"].append(means2d)
+        outs["radii"].append(torch.where(depth > NEAR, radius, torch.zeros_like(radius)))
+    out = {k: torch.stack(v) for k, v in outs.items()}
+    if not cameras.batch_shape:
+        out = {k: v[0] for k, v in out.items()}
+    return out
+
+
+def rasterize_gsplat(gaussians: GaussianModel, cameras: Camera, background: Tensor | None = None,
+                     sh_degree: int | None = None) -> dict[str, Tensor]:  # fmt: skip
+    """gsplat's ``rasterization`` with our layout: viewmats = w2c (OpenCV), Ks, quats (w, x, y, z),
+    linear scales, sigmoid opacities, SH coefficients [N, K, 3] with ``sh_degree``, "RGB+ED"."""
+    try:
+        from gsplat import rasterization
+    except ImportError:
+        raise ImportError("backend 'gsplat' needs gsplat: pip install -e '.[splat]' (CUDA only)") from None
+    deg = gaussians.sh_degree if sh_degree is None else sh_degree
+    cams = cameras if cameras.batch_shape else cameras[None]
+    C = cams.batch_shape[0]
+    dev = gaussians.means.device
+    viewmats = cams.w2c.expand(C, 4, 4).to(dev, torch.float32)
+    Ks = cams.K.expand(C, 3, 3).to(dev, torch.float32)
+    bg = torch.zeros(3, device=dev) if background is None else torch.as_tensor(background, device=dev).float()
+    bg = bg.expand(C, 3)
+    colors, alphas, meta = rasterization(
+        gaussians.means, torch.nn.functional.normalize(gaussians.quats, dim=-1), gaussians.scales,
+        gaussians.opacities, gaussians.sh, viewmats, Ks, cams.width, cams.height, near_plane=NEAR,
+        eps2d=EPS2D, sh_degree=deg, packed=False, render_mode="RGB+ED",
+        backgrounds=torch.cat([bg, torch.zeros(C, 1, device=dev)], -1),
+    )  # fmt: skip
+    out = {"rgb": colors[..., :3], "alpha": alphas[..., 0], "depth": colors[..., 3], "means2d": meta["means2d"],
+           "radii": meta["radii"]}  # fmt: skip
+    if not cameras.batch_shape:
+        out = {k: v[0] for k, v in out.items()}
+    return out
+
+
+def rasterize(gaussians: GaussianModel, cameras: Camera, width: int | None = None, height: int | None = None,
+              background: Tensor | None = None, backend: str = "auto", sh_degree: int | None = None) -> dict:  # fmt: skip
+    """Render ``gaussians`` from ``cameras``: rgb ``[..., C, H, W, 3]``, alpha and expected depth
+    ``[..., C, H, W]``, plus ``means2d`` (for densification). ``width``/``height`` default to the
+    cameras' (given, they must match: resize the camera with :meth:`worldline.Camera.resize`).
+    ``backend``: "torch" (reference), "gsplat" (CUDA), or "auto" (gsplat when installed and on CUDA)."""
+    if (width is not None and width != cameras.width) or (height is not None and height != cameras.height):
+        raise ValueError(f"width/height {width}x{height} differ from the cameras' {cameras.width}x{cameras.height}; "
+                         "use Camera.resize")  # fmt: skip
+    if backend not in ("auto", "torch", "gsplat"):
+        raise ValueError(f"backend: expected auto, torch or gsplat, got {backend!r}")
+    if backend == "auto":
+        backend = "torch"
+        if gaussians.means.is_cuda:
+            try:
+                import gsplat  # noqa: F401
+
+                backend = "gsplat"
+            except ImportError:
+                pass
+    if backend == "gsplat":
+        if not gaussians.means.is_cuda:
+            raise ValueError("backend 'gsplat' runs on CUDA only; move the model to a GPU or use backend='torch'")
+        return rasterize_gsplat(gaussians, cameras, background, sh_degree)
+    return rasterize_torch(gaussians, cameras, background, sh_degree)

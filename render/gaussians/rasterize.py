@@ -11,10 +11,11 @@ The pure-PyTorch reference (``backend="torch"``, CPU and CUDA, autograd) follows
    closer than ``near`` (0.01 m) are culled.
 2. A 3-sigma radius from the larger eigenvalue; the bounding square is intersected with 16 x 16
    pixel tiles, giving (tile, Gaussian) pairs sorted by tile and then depth (gsplat's ``isect``).
-3. Every pair is expanded to the pixels of its tile inside the Gaussian's square; alpha = min(0.99, o exp(-d^T Sigma2D^-1 d / 2)),
-   contributions under 1/255 are skipped, and the pixel is composited front to back: each
-   pixel's transmittance is an exclusive cumulative product along its tile's sorted list
-   (a segmented cumulative sum of log(1 - alpha)), and a Gaussian that would take the
+3. Every pair is expanded to the pixels of its tile inside the Gaussian's square;
+   alpha = min(0.99, o exp(-d^T Sigma2D^-1 d / 2)), contributions under 1/255 are skipped, and
+   the pixel is composited front to back: each pixel's transmittance is an exclusive cumulative
+   product along its tile's depth-sorted list (a segmented cumulative sum of log(1 - alpha), in
+   float64, after a stable sort of the pixel-pairs by pixel), and a Gaussian that would take the
    transmittance below 1e-4 ends the pixel (as the reference CUDA kernels do).
 
 No Python loop runs over Gaussians or pixels: the work is a few flat tensors of pairs, processed
@@ -224,8 +225,15 @@ def rasterize_gsplat(gaussians: GaussianModel, cameras: Camera, background: Tens
     return out
 
 
-def rasterize(gaussians: GaussianModel, cameras: Camera, width: int | None = None, height: int | None = None,
-              background: Tensor | None = None, backend: str = "auto", sh_degree: int | None = None) -> dict:  # fmt: skip
+def rasterize(
+    gaussians: GaussianModel,
+    cameras: Camera,
+    width: int | None = None,
+    height: int | None = None,
+    background: Tensor | None = None,
+    backend: str = "auto",
+    sh_degree: int | None = None,
+) -> dict:
     """Render ``gaussians`` from ``cameras``: rgb ``[..., C, H, W, 3]``, alpha and expected depth
     ``[..., C, H, W]``, plus ``means2d`` (for densification). ``width``/``height`` default to the
     cameras' (given, they must match: resize the camera with :meth:`worldline.Camera.resize`).

@@ -106,9 +106,11 @@ def test_projected_means_equal_camera_project():
 def test_gradients_match_finite_differences():
     torch.manual_seed(0)
     dtype = torch.float64
-    g = _gaussians([[0.05, -0.02, 2.0], [-0.1, 0.05, 2.6], [0.02, 0.1, 3.1]], [[0.08, 0.05, 0.1], [0.1, 0.12, 0.06],
-                   [0.07, 0.07, 0.15]], [[0.9, 0.2, 0.1], [0.1, 0.8, 0.3], [0.2, 0.3, 0.9]], 0.6,
-                   quats=[[0.9, 0.1, -0.2, 0.3], [0.7, 0.3, 0.4, -0.1], [1.0, 0.0, 0.2, 0.1]], degree=1, dtype=dtype)  # fmt: skip
+    means = [[0.05, -0.02, 2.0], [-0.1, 0.05, 2.6], [0.02, 0.1, 3.1]]
+    scales = [[0.08, 0.05, 0.1], [0.1, 0.12, 0.06], [0.07, 0.07, 0.15]]
+    colors = [[0.9, 0.2, 0.1], [0.1, 0.8, 0.3], [0.2, 0.3, 0.9]]
+    quats = [[0.9, 0.1, -0.2, 0.3], [0.7, 0.3, 0.4, -0.1], [1.0, 0.0, 0.2, 0.1]]
+    g = _gaussians(means, scales, colors, 0.6, quats=quats, degree=1, dtype=dtype)
     with torch.no_grad():
         g.shN.normal_(0, 0.1)
     cam = _camera(16, 12.0, dtype)

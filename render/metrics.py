@@ -39,15 +39,16 @@ def _gaussian(size: int, sigma: float, dtype, device) -> Tensor:
     return g / g.sum()
 
 
-def ssim(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5) -> Tensor:
-    """Structural similarity ``[...]`` (mean over valid window positions and channels)."""
+def ssim(pred: Tensor, target: Tensor, window: int = 11, sigma: float = 1.5, dtype=torch.float64) -> Tensor:
+    """Structural similarity ``[...]`` (mean over valid window positions and channels), computed in
+    ``dtype`` (float64 for evaluation; a training loss may use float32). Differentiable."""
     _check_pair(pred, target)
     lead = pred.shape[:-3]
     h, w = pred.shape[-3:-1]
     if min(h, w) < window:
         raise ValueError(f"images: SSIM needs at least {window}x{window} pixels, got {w}x{h}")
-    x = pred.reshape(-1, h, w, 3).permute(0, 3, 1, 2).double()
-    y = target.reshape(-1, h, w, 3).permute(0, 3, 1, 2).double()
+    x = pred.reshape(-1, h, w, 3).permute(0, 3, 1, 2).to(dtype)
+    y = target.reshape(-1, h, w, 3).permute(0, 3, 1, 2).to(dtype)
     g = _gaussian(window, sigma, x.dtype, x.device)
     k = (g[:, None] * g[None, :]).expand(3, 1, window, window)
 

@@ -13,9 +13,10 @@ def main(argv: list[str] | None = None) -> None:
     from worldline.config import ConfigError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    from render.gaussians.cli import COMMANDS as SPLAT
     from render.nerf.cli import COMMANDS as NERF
 
-    families = {"nerf": NERF}
+    families = {"nerf": NERF, "splat": SPLAT}
     if len(argv) < 2 or argv[0] not in families or argv[1] not in families[argv[0]]:
         usage = "; ".join(f"render {f} {{{','.join(c)}}}" for f, c in families.items())
         print(f"usage: {usage} [--help]", file=sys.stderr)

@@ -101,9 +101,7 @@ def _rasterize_one(means2d, depth, conic, radius, opac, colors, width, height, b
         px1 = torch.minimum(bx1[gid], tx * TILE + TILE - 1)
         py0 = torch.maximum(by0[gid], ty * TILE)
         py1 = torch.minimum(by1[gid], ty * TILE + TILE - 1)
-        pw = px1 - px0 + 1
-        npix = pw * (py1 - py0 + 1)
-        ints = torch.stack([px0, py0, pw], -1)  # one gather per pixel-pair instead of three
+        rects = torch.stack([px0, px1, py0, py1], -1)  # [P, 4] inclusive pixel bounds
         # per-Gaussian values gathered once per pixel-pair (one index op, one index_add backward)
         feats = torch.cat(
             [
@@ -117,29 +115,44 @@ def _rasterize_one(means2d, depth, conic, radius, opac, colors, width, height, b
             ],
             -1,
         )  # fmt: skip  [N, 10]
-        ends = torch.cumsum(npix, 0)
-        # chunks of whole tiles with about `chunk` pixel-pairs each
-        tile_end = torch.searchsorted(tile, torch.arange(1, tiles_x * tiles_y + 1, device=dev))
-        marks = ends[(tile_end - 1).clamp_min(0)].tolist()
-        cuts, last = [0], 0
-        for t_end, m in zip(tile_end.tolist(), marks):
-            if m - last >= chunk and t_end > cuts[-1]:
-                cuts.append(t_end)
-                last = m
-        if cuts[-1] != gid.numel():
-            cuts.append(gid.numel())
-        for lo, hi in zip(cuts[:-1], cuts[1:]):
-            sub = slice(lo, hi)
-            n_sub = npix[sub]
-            pair = torch.repeat_interleave(torch.arange(lo, hi, device=dev), n_sub)
-            k = torch.arange(pair.numel(), device=dev) - (torch.cumsum(n_sub, 0) - n_sub)[pair - lo]
-            ip = ints[pair]
-            x = ip[:, 0] + k % ip[:, 2]
-            y = ip[:, 1] + k // ip[:, 2]
+        n_tiles = tiles_x * tiles_y
+        counts = torch.bincount(tile, minlength=n_tiles)
+        seg_start = torch.cumsum(counts, 0) - counts
+        # chunks of tiles whose [tiles, 256 pixels, longest list] membership mask stays under `chunk`
+        chunks, cur, cur_max = [], [], 0
+        for t, k in enumerate(counts.tolist()):
+            if k == 0:
+                continue
+            if cur and (len(cur) + 1) * max(cur_max, k) * TILE * TILE > chunk:
+                chunks.append((cur, cur_max))
+                cur, cur_max = [], 0
+            cur.append(t)
+            cur_max = max(cur_max, k)
+        if cur:
+            chunks.append((cur, cur_max))
+        offs = torch.arange(TILE * TILE, device=dev)
+        for tiles_c, kmax in chunks:
+            tc = torch.tensor(tiles_c, device=dev)
+            j = torch.arange(kmax, device=dev)
+            valid_j = j[None] < counts[tc][:, None]  # [Tc, K]
+            pidx = (seg_start[tc][:, None] + j).clamp(max=gid.numel() - 1)  # the tile's depth-sorted pairs
+            r = rects[pidx]  # [Tc, K, 4]
+            X = (tc % tiles_x)[:, None] * TILE + offs % TILE  # [Tc, 256]
+            Y = (tc // tiles_x)[:, None] * TILE + offs // TILE
+            Xe, Ye = X[:, :, None], Y[:, :, None]
+            member = (
+                (Xe >= r[:, None, :, 0])
+                & (Xe <= r[:, None, :, 1])
+                & (Ye >= r[:, None, :, 2])
+                & (Ye <= r[:, None, :, 3])
+                & valid_j[:, None, :]
+            )  # fmt: skip  [Tc, 256, K]
+            # (tile, pixel, depth rank) in lexicographic order: grouped by pixel, front to back
+            nz = member.nonzero()
+            ti, pi = nz[:, 0], nz[:, 1]
+            pair = pidx[ti, nz[:, 2]]
+            x, y = X[ti, pi], Y[ti, pi]
             pix = y * width + x
-            # group by pixel; within a pixel the tile's depth order is kept (stable sort)
-            by_pix = torch.argsort(pix, stable=True)
-            pair, pix, x, y = pair[by_pix], pix[by_pix], x[by_pix], y[by_pix]
             f = feats[gid[pair]]  # [P, 10]
             dx = x.to(dtype) + 0.5 - f[:, 0]
             dy = y.to(dtype) + 0.5 - f[:, 1]
@@ -157,9 +170,8 @@ def _rasterize_one(means2d, depth, conic, radius, opac, colors, width, height, b
             log_t_incl = csum - base
             keep = log_t_incl >= LOG_T_MIN  # a Gaussian taking T below 1e-4 ends the pixel
             w = torch.where(keep, alpha * torch.exp((log_t_incl - log1m).to(dtype)), torch.zeros_like(alpha))
-            acc = acc.index_add(
-                0, pix, w[:, None] * torch.cat([f[:, 6:9], torch.ones_like(w)[:, None], f[:, 9:10]], -1)
-            )
+            vals = torch.cat([f[:, 6:9], torch.ones_like(w)[:, None], f[:, 9:10]], -1)  # rgb, 1, depth
+            acc = acc.index_add(0, pix, w[:, None] * vals)
     acc_rgb, acc_w, acc_d = acc[:, :3], acc[:, 3], acc[:, 4]
     rgb = acc_rgb + (1.0 - acc_w)[:, None] * background
     exp_depth = acc_d / acc_w.clamp_min(1e-10)
@@ -167,7 +179,7 @@ def _rasterize_one(means2d, depth, conic, radius, opac, colors, width, height, b
 
 
 def rasterize_torch(gaussians: GaussianModel, cameras: Camera, background: Tensor | None = None,
-                    sh_degree: int | None = None, chunk: int = 1 << 20) -> dict[str, Tensor]:  # fmt: skip
+                    sh_degree: int | None = None, chunk: int = 1 << 24) -> dict[str, Tensor]:  # fmt: skip
     """The pure-PyTorch reference (see the module docstring); ``cameras`` batch shape [C] or []."""
     deg = gaussians.sh_degree if sh_degree is None else sh_degree
     cams = cameras if cameras.batch_shape else cameras[None]

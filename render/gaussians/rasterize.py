@@ -32,7 +32,7 @@ from torch import Tensor
 
 from render.gaussians.model import GaussianModel
 from render.gaussians.sh import eval_sh
-from worldline import Camera
+from worldline import Camera, pixel_centers
 
 TILE = 16
 EPS2D = 0.3
@@ -176,6 +176,35 @@ def _rasterize_one(means2d, depth, conic, radius, opac, colors, width, height, b
     rgb = acc_rgb + (1.0 - acc_w)[:, None] * background
     exp_depth = acc_d / acc_w.clamp_min(1e-10)
     return rgb.view(height, width, 3), acc_w.view(height, width), exp_depth.view(height, width)
+
+
+def rasterize_dense(g: GaussianModel, cam: Camera, bg: Tensor, chunk: int = 512) -> Tensor:
+    """Every Gaussian at every pixel, no tiles, no 3-sigma cut: a slow oracle for the tiled reference
+    (tests) and the baseline of ``tools/bench/splat_raster.py``. One camera (batch []), forward only:
+    rgb ``[H, W, 3]``."""
+    K, w2c = cam.K.to(g.means), cam.w2c.to(g.means)
+    means2d, depth, _, conic, _ = project_gaussians(g.means, g.covariances(), K, w2c)
+    colors = eval_sh(g.sh, g.means - cam.center.to(g.means), g.sh_degree)
+    order = torch.argsort(depth)
+    order = order[depth[order] > NEAR]
+    pix = pixel_centers(cam.height, cam.width, dtype=g.means.dtype, device=g.means.device).reshape(-1, 2)
+    T = torch.ones(pix.shape[0], dtype=g.means.dtype, device=g.means.device)
+    done = torch.zeros(pix.shape[0], dtype=torch.bool, device=g.means.device)
+    rgb = torch.zeros(pix.shape[0], 3, dtype=g.means.dtype, device=g.means.device)
+    for i in range(0, len(order), chunk):
+        idx = order[i : i + chunk]
+        d = pix[:, None] - means2d[idx][None]  # [P, n, 2]
+        c = conic[idx]
+        power = -0.5 * (c[:, 0, 0] * d[..., 0] ** 2 + c[:, 1, 1] * d[..., 1] ** 2) - c[:, 0, 1] * d[..., 0] * d[..., 1]
+        a = (g.opacities[idx] * torch.exp(power)).clamp(max=ALPHA_MAX)
+        a = torch.where(a >= ALPHA_MIN, a, torch.zeros_like(a))
+        trans = torch.cumprod(torch.cat([T[:, None], 1 - a], 1), 1)  # [P, n + 1]: T before / after each
+        keep = (trans[:, 1:] >= T_MIN) & ~done[:, None]  # a prefix: T only falls
+        rgb = rgb + torch.where(keep, a * trans[:, :-1], torch.zeros_like(a)) @ colors[idx]
+        n_kept = keep.sum(1)
+        T = trans.gather(1, n_kept[:, None])[:, 0]
+        done |= n_kept < len(idx)
+    return (rgb + T[:, None] * bg).reshape(cam.height, cam.width, 3)
 
 
 def rasterize_torch(gaussians: GaussianModel, cameras: Camera, background: Tensor | None = None,

@@ -115,7 +115,12 @@ def test_resume_is_exact(tmp_path, plane_scene, one_thread):
     full = SplatTrainer(_tiny_cfg(plane_scene, tmp_path / "a"))
     full.run(progress=False)
     first = SplatTrainer(_tiny_cfg(plane_scene, tmp_path / "b"))
-    first.run(progress=False, until=3)
+    first.run(progress=False, until=4)  # between refinements: the gradient statistics are mid-way
+    second = SplatTrainer(_tiny_cfg(plane_scene, tmp_path / "b"))
+    second.resume(second.latest())  # the gradient statistics come back with the Gaussians
+    assert second.state.grad2d.abs().sum() > 0
+    torch.testing.assert_close(second.state.grad2d, first.state.grad2d)
+    torch.testing.assert_close(second.state.count, first.state.count)
     second = SplatTrainer(_tiny_cfg(plane_scene, tmp_path / "b"))
     second.run(progress=False)
     assert second.step == 8 and len(second.model) == len(full.model)

@@ -27,38 +27,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from render.gaussians.model import GaussianModel  # noqa: E402
-from render.gaussians.rasterize import ALPHA_MAX, ALPHA_MIN, NEAR, T_MIN, project_gaussians, rasterize  # noqa: E402
-from render.gaussians.sh import eval_sh  # noqa: E402
-from worldline import Camera, pixel_centers  # noqa: E402
+from render.gaussians.rasterize import rasterize, rasterize_dense  # noqa: E402
+from worldline import Camera  # noqa: E402
 from worldline.io import save_json  # noqa: E402
 from worldline.transforms import look_at  # noqa: E402
-
-
-def dense_forward(g: GaussianModel, cam: Camera, bg: torch.Tensor, chunk: int = 512) -> torch.Tensor:
-    """Baseline: all Gaussians at all pixels, depth-sorted, composited chunk by chunk (forward only)."""
-    K, w2c = cam.K.to(g.means), cam.w2c.to(g.means)
-    means2d, depth, _, conic, _ = project_gaussians(g.means, g.covariances(), K, w2c)
-    colors = eval_sh(g.sh, g.means - cam.center.to(g.means), g.sh_degree)
-    order = torch.argsort(depth)
-    order = order[depth[order] > NEAR]
-    pix = pixel_centers(cam.height, cam.width, dtype=g.means.dtype, device=g.means.device).reshape(-1, 2)
-    T = torch.ones(pix.shape[0], dtype=g.means.dtype, device=g.means.device)
-    done = torch.zeros(pix.shape[0], dtype=torch.bool, device=g.means.device)
-    rgb = torch.zeros(pix.shape[0], 3, dtype=g.means.dtype, device=g.means.device)
-    for i in range(0, len(order), chunk):
-        idx = order[i : i + chunk]
-        d = pix[:, None] - means2d[idx][None]  # [P, n, 2]
-        c = conic[idx]
-        power = -0.5 * (c[:, 0, 0] * d[..., 0] ** 2 + c[:, 1, 1] * d[..., 1] ** 2) - c[:, 0, 1] * d[..., 0] * d[..., 1]
-        a = (g.opacities[idx] * torch.exp(power)).clamp(max=ALPHA_MAX)
-        a = torch.where(a >= ALPHA_MIN, a, torch.zeros_like(a))
-        trans = torch.cumprod(torch.cat([T[:, None], 1 - a], 1), 1)  # [P, n + 1]: T before / after each
-        keep = (trans[:, 1:] >= T_MIN) & ~done[:, None]  # a prefix: T only falls
-        rgb = rgb + torch.where(keep, a * trans[:, :-1], torch.zeros_like(a)) @ colors[idx]
-        n_kept = keep.sum(1)
-        T = trans.gather(1, n_kept[:, None])[:, 0]
-        done |= n_kept < len(idx)
-    return (rgb + T[:, None] * bg).reshape(cam.height, cam.width, 3)
 
 
 def timed(fn, repeats: int, sync) -> float:
@@ -92,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         g = GaussianModel.random_in_sphere(n, 1.0, seed=0).to(dev)
         row = {}
 
-        def fwd(backend):
+        def fwd(backend, g=g):
             with torch.no_grad():
                 rasterize(g, cam, background=bg, backend=backend)
 
-        def fwd_bwd(backend):
+        def fwd_bwd(backend, g=g):
             g.zero_grad(set_to_none=True)
             out = rasterize(g, cam, background=bg, backend=backend)
             out["rgb"].sum().backward()
@@ -118,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         row["coverage"] = float(out["alpha"].mean())
         if n <= a.dense_baseline_max:
             with torch.no_grad():
-                dense = dense_forward(g, cam, bg)
-                f = timed(lambda: dense_forward(g, cam, bg), max(1, a.repeats // 2), sync)
+                dense = rasterize_dense(g, cam, bg)
+                f = timed(lambda g=g: rasterize_dense(g, cam, bg), max(1, a.repeats // 2), sync)
             row["dense_baseline"] = {"forward_fps": 1 / f,
                                      "max_abs_diff_vs_reference": float((dense - out["rgb"]).abs().max())}  # fmt: skip
             row["reference_vs_dense_forward"] = row["torch"]["forward_fps"] / row["dense_baseline"]["forward_fps"]
@@ -133,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  (dense baseline fwd {row['dense_baseline']['forward_fps']:.3f} fps)" if "dense_baseline" in row else ""
         )
         print(f"{n:7d} Gaussians @ {a.resolution}px  {msg}{extra}", flush=True)
-    settings = {"resolution": a.resolution, "repeats": a.repeats, "device": str(dev), "threads": torch.get_num_threads(),
+    settings = {"resolution": a.resolution, "repeats": a.repeats, "device": str(dev),
+                "threads": torch.get_num_threads(),
                 "machine": platform.machine(), "torch": torch.__version__,
                 "cuda": torch.cuda.get_device_name() if dev.type == "cuda" else None}  # fmt: skip
     save_json({"settings": settings, "results": rows}, a.out)

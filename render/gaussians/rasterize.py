@@ -219,19 +219,22 @@ def rasterize_torch(gaussians: GaussianModel, cameras: Camera, background: Tenso
     covs = gaussians.covariances()
     opac = gaussians.opacities
     sh = gaussians.sh
-    outs = {"rgb": [], "alpha": [], "depth": [], "means2d": [], "radii": []}
     c2w_centres = cams.center.to(gaussians.means)
-    for c in range(K.shape[0]):
-        means2d, depth, _, conic, radius = project_gaussians(gaussians.means, covs, K[c], w2c[c])
+    projected = [project_gaussians(gaussians.means, covs, K[c], w2c[c]) for c in range(K.shape[0])]
+    # the returned means2d [C, N, 2] is the tensor the images are drawn from, so after backward its
+    # .grad (retain_grad) holds the screen-space gradient that densification accumulates
+    means2d_all = torch.stack([p[0] for p in projected])
+    outs = {"rgb": [], "alpha": [], "depth": [], "radii": []}
+    for c, (_, depth, _, conic, radius) in enumerate(projected):
         colors = eval_sh(sh, gaussians.means - c2w_centres[c], deg)
-        rgb, alpha, d = _rasterize_one(means2d, depth, conic, radius, opac, colors, cams.width, cams.height,
+        rgb, alpha, d = _rasterize_one(means2d_all[c], depth, conic, radius, opac, colors, cams.width, cams.height,
                                        bg[c] if bg.ndim == 2 else bg, chunk)  # fmt: skip
         outs["rgb"].append(rgb)
         outs["alpha"].append(alpha)
         outs["depth"].append(d)
-        outs["means2d"].append(means2d)
         outs["radii"].append(torch.where(depth > NEAR, radius, torch.zeros_like(radius)))
     out = {k: torch.stack(v) for k, v in outs.items()}
+    out["means2d"] = means2d_all
     if not cameras.batch_shape:
         out = {k: v[0] for k, v in out.items()}
     return out

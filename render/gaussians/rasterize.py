@@ -49,7 +49,9 @@ def project_gaussians(means: Tensor, covs: Tensor, K: Tensor, w2c: Tensor, eps2d
     rot, trans = w2c[:3, :3], w2c[:3, 3]
     t = means @ rot.T + trans  # [N, 3] camera space
     z = t[:, 2]
-    z_safe = torch.where(z.abs() < 1e-6, torch.full_like(z, 1e-6), z)
+    # Gaussians behind the near plane are culled; clamping their z keeps J, the covariance and the
+    # conic finite, so their (zero) gradient does not turn into 0 * inf = NaN in backward
+    z_safe = z.clamp_min(NEAR)
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     u = fx * t[:, 0] / z_safe + cx
     v = fy * t[:, 1] / z_safe + cy

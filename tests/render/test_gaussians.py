@@ -244,3 +244,14 @@ def test_tiled_reference_equals_dense_compositing():
     # beyond 3 sigma alpha is at most o exp(-4.5) = 0.011 o: the cut costs a few 1e-3 at most (0.004 here)
     assert (ref - dense).abs().max() < 0.01
     assert (ref - dense).abs().mean() < 2e-4
+
+
+def test_gaussians_behind_or_on_the_camera_plane_keep_gradients_finite():
+    # z = 2e-6 with an x offset: f x / z^2 ~ 1e12, so an unclamped 2D covariance's determinant overflows
+    means = [[0.0, 0.0, 3.0], [0.1, 0.0, -0.5], [0.0, 0.1, 1e-9], [0.2, 0.2, 0.004], [0.3, -0.2, 2e-6]]
+    g = _gaussians(means, [[0.2]] * 5, [[1, 0, 0]] * 5, 0.5)
+    out = rasterize_torch(g, _camera(), background=torch.ones(3))
+    (out["rgb"].sum() + out["depth"].sum()).backward()
+    for name, p in g.parameter_dict().items():
+        assert torch.isfinite(p.grad).all(), name
+    assert (out["radii"][1:] == 0).all() and out["radii"][0] > 0  # only the first is drawn

@@ -43,9 +43,14 @@ NEAR = 0.01
 LOG_T_MIN = math.log(T_MIN)
 
 
-def project_gaussians(means: Tensor, covs: Tensor, K: Tensor, w2c: Tensor, eps2d: float = EPS2D):
+def project_gaussians(means: Tensor, covs: Tensor, K: Tensor, w2c: Tensor, width: int, height: int,
+                      eps2d: float = EPS2D):  # fmt: skip
     """EWA projection for one camera: means2d ``[N, 2]`` (pixels), depth ``[N]``, 2D covariance
-    ``[N, 2, 2]`` (with the low-pass), conic (its inverse) ``[N, 2, 2]``, 3-sigma radius ``[N]``."""
+    ``[N, 2, 2]`` (with the low-pass), conic (its inverse) ``[N, 2, 2]``, 3-sigma radius ``[N]``.
+
+    The Jacobian is taken at the mean with x/z and y/z clamped to the field of view plus 30 % of
+    its half-width (as 3DGS and gsplat do): outside the view the perspective map's linearisation
+    blows up and would smear a Gaussian across the whole image."""
     rot, trans = w2c[:3, :3], w2c[:3, 3]
     t = means @ rot.T + trans  # [N, 3] camera space
     z = t[:, 2]
@@ -55,11 +60,16 @@ def project_gaussians(means: Tensor, covs: Tensor, K: Tensor, w2c: Tensor, eps2d
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     u = fx * t[:, 0] / z_safe + cx
     v = fy * t[:, 1] / z_safe + cy
+    tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
+    lim_xp, lim_xn = (width - cx) / fx + 0.3 * tan_x, cx / fx + 0.3 * tan_x
+    lim_yp, lim_yn = (height - cy) / fy + 0.3 * tan_y, cy / fy + 0.3 * tan_y
+    tx = z_safe * torch.minimum(torch.maximum(t[:, 0] / z_safe, -lim_xn), lim_xp)
+    ty = z_safe * torch.minimum(torch.maximum(t[:, 1] / z_safe, -lim_yn), lim_yp)
     zeros = torch.zeros_like(z)
     J = torch.stack(
         [
-            torch.stack([fx / z_safe, zeros, -fx * t[:, 0] / z_safe**2], -1),
-            torch.stack([zeros, fy / z_safe, -fy * t[:, 1] / z_safe**2], -1),
+            torch.stack([fx / z_safe, zeros, -fx * tx / z_safe**2], -1),
+            torch.stack([zeros, fy / z_safe, -fy * ty / z_safe**2], -1),
         ],
         -2,
     )  # fmt: skip  [N, 2, 3]
@@ -177,7 +187,7 @@ def _rasterize_one(means2d, depth, conic, radius, opac, colors, width, height, b
     acc_rgb, acc_w, acc_d = acc[:, :3], acc[:, 3], acc[:, 4]
     rgb = acc_rgb + (1.0 - acc_w)[:, None] * background
     exp_depth = acc_d / acc_w.clamp_min(1e-10)
-    return rgb.view(height, width, 3), acc_w.view(height, width), exp_depth.view(height, width)
+    return rgb.view(height, width, 3), acc_w.view(height, width), exp_depth.view(height, width), valid
 
 
 def rasterize_dense(g: GaussianModel, cam: Camera, bg: Tensor, chunk: int = 512) -> Tensor:
@@ -185,7 +195,7 @@ def rasterize_dense(g: GaussianModel, cam: Camera, bg: Tensor, chunk: int = 512)
     (tests) and the baseline of ``tools/bench/splat_raster.py``. One camera (batch []), forward only:
     rgb ``[H, W, 3]``."""
     K, w2c = cam.K.to(g.means), cam.w2c.to(g.means)
-    means2d, depth, _, conic, _ = project_gaussians(g.means, g.covariances(), K, w2c)
+    means2d, depth, _, conic, _ = project_gaussians(g.means, g.covariances(), K, w2c, cam.width, cam.height)
     colors = eval_sh(g.sh, g.means - cam.center.to(g.means), g.sh_degree)
     order = torch.argsort(depth)
     order = order[depth[order] > NEAR]
@@ -222,19 +232,20 @@ def rasterize_torch(gaussians: GaussianModel, cameras: Camera, background: Tenso
     opac = gaussians.opacities
     sh = gaussians.sh
     c2w_centres = cams.center.to(gaussians.means)
-    projected = [project_gaussians(gaussians.means, covs, K[c], w2c[c]) for c in range(K.shape[0])]
+    projected = [project_gaussians(gaussians.means, covs, K[c], w2c[c], cams.width, cams.height)
+                 for c in range(K.shape[0])]  # fmt: skip
     # the returned means2d [C, N, 2] is the tensor the images are drawn from, so after backward its
     # .grad (retain_grad) holds the screen-space gradient that densification accumulates
     means2d_all = torch.stack([p[0] for p in projected])
     outs = {"rgb": [], "alpha": [], "depth": [], "radii": []}
     for c, (_, depth, _, conic, radius) in enumerate(projected):
         colors = eval_sh(sh, gaussians.means - c2w_centres[c], deg)
-        rgb, alpha, d = _rasterize_one(means2d_all[c], depth, conic, radius, opac, colors, cams.width, cams.height,
-                                       bg[c] if bg.ndim == 2 else bg, chunk)  # fmt: skip
+        rgb, alpha, d, drawn = _rasterize_one(means2d_all[c], depth, conic, radius, opac, colors, cams.width,
+                                              cams.height, bg[c] if bg.ndim == 2 else bg, chunk)  # fmt: skip
         outs["rgb"].append(rgb)
         outs["alpha"].append(alpha)
         outs["depth"].append(d)
-        outs["radii"].append(torch.where(depth > NEAR, radius, torch.zeros_like(radius)))
+        outs["radii"].append(torch.where(drawn, radius, torch.zeros_like(radius)))  # 0: culled or off-image
     out = {k: torch.stack(v) for k, v in outs.items()}
     out["means2d"] = means2d_all
     if not cameras.batch_shape:
@@ -257,15 +268,18 @@ def rasterize_gsplat(gaussians: GaussianModel, cameras: Camera, background: Tens
     viewmats = cams.w2c.expand(C, 4, 4).to(dev, torch.float32)
     Ks = cams.K.expand(C, 3, 3).to(dev, torch.float32)
     bg = torch.zeros(3, device=dev) if background is None else torch.as_tensor(background, device=dev).float()
-    bg = bg.expand(C, 3)
+    bg = bg.expand(C, 3).contiguous()  # gsplat appends the depth channel's 0 itself for RGB+ED
     colors, alphas, meta = rasterization(
         gaussians.means, torch.nn.functional.normalize(gaussians.quats, dim=-1), gaussians.scales,
         gaussians.opacities, gaussians.sh, viewmats, Ks, cams.width, cams.height, near_plane=NEAR,
         eps2d=EPS2D, sh_degree=deg, packed=False, render_mode="RGB+ED",
-        backgrounds=torch.cat([bg, torch.zeros(C, 1, device=dev)], -1),
+        backgrounds=bg,
     )  # fmt: skip
+    radii = meta["radii"]
+    if radii.ndim == 3:  # gsplat >= 1.5: per-axis radii [C, N, 2]
+        radii = torch.where((radii > 0).all(-1), radii.amax(-1), torch.zeros_like(radii[..., 0]))
     out = {"rgb": colors[..., :3], "alpha": alphas[..., 0], "depth": colors[..., 3], "means2d": meta["means2d"],
-           "radii": meta["radii"]}  # fmt: skip
+           "radii": radii.float()}  # fmt: skip
     if not cameras.batch_shape:
         out = {k: v[0] for k, v in out.items()}
     return out

@@ -6,7 +6,7 @@ parses as a chained comparison ending in ``0 > 0``; here the reset is ``step % r
 and step > 0``).
 
 The optimizer is one Adam with a parameter group per named parameter; when Gaussians are added
-or removed its moment estimates follow them (copied for clones, zero for new split halves,
+or removed its moment estimates follow them (zero for clones and new split halves, as gsplat does;
 dropped for pruned ones), as in gsplat's ``ops``.
 """
 
@@ -56,8 +56,8 @@ class DensifyState:
         grad[..., 0] *= width / 2.0 * c  # pixels -> normalised device units, per camera batch (gsplat)
         grad[..., 1] *= height / 2.0 * c
         visible = radii > 0
-        norms = grad.norm(dim=-1)
-        self.grad2d += (norms * visible).sum(0)
+        norms = torch.where(visible, grad.norm(dim=-1).nan_to_num(0.0, 0.0, 0.0), 0.0)
+        self.grad2d += norms.sum(0)
         self.count += visible.sum(0).to(self.count.dtype)
 
     def select(self, index: Tensor) -> None:
@@ -103,7 +103,7 @@ def split(model: GaussianModel, opt, mask: Tensor, samples: int = 2, shrink: flo
     rest = torch.nonzero(~mask)[:, 0]
     scales = model.scales.detach()[idx]
     rot = quat_to_matrix(torch.nn.functional.normalize(model.quats.detach()[idx], dim=-1))
-    noise = torch.randn(samples, len(idx), 3, device=scales.device, generator=generator)
+    noise = torch.randn(samples, len(idx), 3, generator=generator).to(scales.device)  # CPU generator
     offsets = torch.einsum("nij,snj->sni", rot, scales * noise)  # [S, M, 3]
 
     def param(name: str, t: Tensor) -> Tensor:
@@ -158,6 +158,8 @@ def refine_step(model: GaussianModel, opt, state: DensifyState, step: int, cfg: 
         split(model, opt, split_mask, cfg.split_samples, cfg.split_shrink, generator)
         info["cloned"], info["split"] = int(clone_mask.sum()), int(split_mask.sum())
         bad = model.opacities.detach() < cfg.prune_opa
+        bad |= ~torch.stack([torch.isfinite(p.detach()).reshape(len(model), -1).all(-1)
+                             for p in model.parameter_dict().values()]).all(0)  # fmt: skip
         if step > cfg.reset_every:
             bad |= model.scales.detach().amax(-1) > cfg.prune_scale3d * scene_scale
         prune(model, opt, bad)

@@ -230,6 +230,9 @@ class SplatTrainer:
                     loss = (1 - c.ssim_lambda) * l1 + c.ssim_lambda * (1 - ssim(pred, gt, dtype=pred.dtype))
                     self.opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    for p in self.model.parameters():  # one bad Gaussian must not poison Adam's moments
+                        if p.grad is not None:
+                            p.grad.nan_to_num_(0.0, 0.0, 0.0)
                     self.state.update(out_r["means2d"], out_r["radii"], self.data.width, self.data.height)
                     self.opt.step()
                     self.step += 1

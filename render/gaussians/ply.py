@@ -48,10 +48,12 @@ def save_ply(gaussians: GaussianModel, path: str | Path) -> None:
 
 
 def _read_header(f, path: Path) -> tuple[str, int, list[tuple[str, str]]]:
+    """(format, vertex count, vertex properties); the vertex element must come first (3DGS files
+    have only it), so its data starts right after the header."""
     first = f.readline()
     if first.strip() != b"ply":
         raise ValueError(f"{path}: not a PLY file (first line {first[:20]!r})")
-    fmt, count, props, element = None, None, [], None
+    fmt, count, props, element, elements = None, None, [], None, []
     while True:
         line = f.readline()
         if not line:
@@ -61,23 +63,33 @@ def _read_header(f, path: Path) -> tuple[str, int, list[tuple[str, str]]]:
             continue
         if words[0] == "end_header":
             break
+        need = {"format": 3, "element": 3, "property": 3}.get(words[0], 1)
+        if len(words) < need:
+            raise ValueError(f"{path}: malformed header line {line.strip()!r}")
         if words[0] == "format":
             fmt = words[1]
         elif words[0] == "element":
             element = words[1]
+            elements.append(element)
             if element == "vertex":
                 try:
                     count = int(words[2])
-                except (IndexError, ValueError):
-                    raise ValueError(f"{path}: bad vertex count in {line!r}") from None
+                except ValueError:
+                    count = -1
+                if count < 0:
+                    raise ValueError(f"{path}: bad vertex count {words[2]!r}")
         elif words[0] == "property" and element == "vertex":
             if words[1] == "list":
                 raise ValueError(f"{path}: list property {words[-1]!r} in the vertex element is not a 3DGS layout")
             if words[1] not in PLY_TYPES:
-                raise ValueError(f"{path}: property {words[2]!r} has unknown type {words[1]!r}")
+                raise ValueError(f"{path}: property '{words[2]}' has unknown type {words[1]!r}")
+            if any(name == words[2] for name, _ in props):
+                raise ValueError(f"{path}: property '{words[2]}' appears twice")
             props.append((words[2], PLY_TYPES[words[1]]))
     if count is None:
         raise ValueError(f"{path}: no vertex element")
+    if elements[0] != "vertex":
+        raise ValueError(f"{path}: element '{elements[0]}' comes before 'vertex'; not a 3DGS PLY")
     return fmt, count, props
 
 
@@ -93,8 +105,15 @@ def load_ply(path: str | Path, device: str | torch.device = "cpu") -> GaussianMo
         dtype = np.dtype([(name, t) for name, t in props])
         raw = f.read()
     if len(raw) < count * dtype.itemsize:
-        raise ValueError(f"{path}: truncated: {count} vertices need {count * dtype.itemsize} bytes of data, "
-                         f"the file has {len(raw)}")  # fmt: skip
+        whole, rest = divmod(len(raw), dtype.itemsize)
+        offset, where = 0, dtype.names[0]
+        for name in dtype.names:  # the property the data ends in
+            if offset + dtype[name].itemsize > rest:
+                where = name
+                break
+            offset += dtype[name].itemsize
+        raise ValueError(f"{path}: truncated at vertex {whole} of {count}, property '{where}' "
+                         f"({len(raw)} of {count * dtype.itemsize} data bytes)")  # fmt: skip
     data = np.frombuffer(raw, dtype=dtype, count=count)
     names = set(dtype.names)
     rest = sorted((n for n in names if n.startswith("f_rest_")), key=lambda s: int(s.split("_")[-1]))

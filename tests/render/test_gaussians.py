@@ -195,6 +195,20 @@ def test_ply_errors_name_file_and_property(tmp_path):
     (tmp_path / "noop.ply").write_bytes(data.replace(b"property float opacity\n", b"property float opacitx\n"))
     with pytest.raises(ValueError, match="noop.ply: missing property 'opacity'"):
         load_ply(tmp_path / "noop.ply")
+    row = len(property_names(1)) * 4
+    (tmp_path / "short.ply").write_bytes(data[: len(data) - 3 * row - row + 10 * 4 + 2])
+    with pytest.raises(ValueError, match=r"truncated at vertex 6 of 10, property 'f_rest_1'"):
+        load_ply(tmp_path / "short.ply")
+    for bad, message in ((b"property float\n", "malformed header line"), (b"element vertex -3\n", "bad vertex count"),
+                         (b"property float x\n", "property 'x' appears twice")):  # fmt: skip
+        text = (
+            data.replace(b"property float y\n", bad)
+            if b"property" in bad
+            else data.replace(b"element vertex 10\n", bad)
+        )
+        (tmp_path / "bad.ply").write_bytes(text)
+        with pytest.raises(ValueError, match=message):
+            load_ply(tmp_path / "bad.ply")
     (tmp_path / "junk.ply").write_bytes(b"hello")
     with pytest.raises(ValueError, match="junk.ply: not a PLY"):
         load_ply(tmp_path / "junk.ply")

@@ -114,6 +114,8 @@ def test_resume_is_exact(tmp_path, plane_scene, one_thread):
 
     full = SplatTrainer(_tiny_cfg(plane_scene, tmp_path / "a"))
     full.run(progress=False)
+    log = [json.loads(ln) for ln in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["cloned"] + r["split"] for r in log) > 0  # densification ran, driven by the means2d gradient
     first = SplatTrainer(_tiny_cfg(plane_scene, tmp_path / "b"))
     first.run(progress=False, until=4)  # between refinements: the gradient statistics are mid-way
     second = SplatTrainer(_tiny_cfg(plane_scene, tmp_path / "b"))

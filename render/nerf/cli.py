@@ -131,7 +131,8 @@ def render_cmd(argv: list[str]) -> None:
         Image.fromarray(mm).save(args.out / "depth" / f"{i:05d}.png")
     if args.orbit > 0:
         frames = []
-        for cam in tqdm(orbit_cameras(data.cameras, args.orbit), desc="orbit", total=args.orbit):
+        around = _test_data(dataclasses.replace(args, split="all"), meta).cameras  # orbit the whole capture
+        for cam in tqdm(orbit_cameras(around, args.orbit), desc="orbit", total=args.orbit):
             rgb = render_image(model, cam, args.chunk)["rgb"]
             frames.append((rgb.numpy() * 255).round().astype(np.uint8))
         write_video(frames, args.out / "orbit.mp4", fps=args.fps)

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from worldline.config import load_config
-
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "vla"
 
 
@@ -188,10 +186,6 @@ def apply_baseline(config: VLAConfig, name: str) -> VLAConfig:
 
 def load_preset(name_or_path: str | Path) -> VLAConfig:
     """A preset by name (``configs/vla/<name>.yaml``) or path, validated into :class:`VLAConfig`."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"preset: no such file {path}; presets: {known}")
-    return load_config(VLAConfig, path)
+    from worldline.config import load_preset as load_named
+
+    return load_named(VLAConfig, name_or_path, CONFIG_DIR)

@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
-__all__ = ["ConfigError", "from_dict", "load_config", "save_config", "to_dict"]
+__all__ = ["ConfigError", "from_dict", "load_config", "load_preset", "save_config", "to_dict"]
 
 T = TypeVar("T")
 
@@ -147,6 +147,17 @@ def load_config(cls: type[T], path: str | os.PathLike) -> T:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     return from_dict(cls, data, source=str(path))
+
+
+def load_preset(cls: type[T], name_or_path: str | os.PathLike, directory: str | os.PathLike) -> T:
+    """A preset by name (``<directory>/<name>.yaml``) or by path, validated into ``cls``."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = Path(directory) / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
+        raise FileNotFoundError(f"preset: no such file {path}; presets: {known}")
+    return load_config(cls, path)
 
 
 def to_dict(obj) -> dict:

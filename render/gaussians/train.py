@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from render import checkpoints
 from render.datasets import SceneData, load_dataset
 from render.gaussians.model import GaussianModel
 from render.gaussians.rasterize import rasterize
 from render.gaussians.strategy import DensifyConfig, DensifyState, make_optimizer, refine_step
 from render.metrics import ssim
 from worldline import axes_focus, fuse_rgbd
-from worldline.io import atomic_write, load_json, load_weights, save_json, save_weights
+from worldline.io import load_json, load_weights, save_json, save_weights
 
 
 @dataclass
@@ -134,11 +134,9 @@ class SplatTrainer:
                 "seed": c.seed}  # fmt: skip
 
     def save(self) -> Path:
-        final = self.ckpt_dir / f"step_{self.step:07d}"
-        tmp = self.ckpt_dir / f".step_{self.step:07d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         from render.gaussians.ply import save_ply
+
+        tmp = checkpoints.begin(self.ckpt_dir, self.step)
 
         save_ply(self.model, tmp / "gaussians.ply")
         tensors = {}
@@ -152,17 +150,10 @@ class SplatTrainer:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         save_weights(tensors, tmp / "optimizer.safetensors")
         save_json({**self.meta(), "step": self.step}, tmp / "trainer.json")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        done = sorted(p for p in self.ckpt_dir.glob("step_*") if (p / "trainer.json").is_file())
-        for old in done[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        return checkpoints.commit(tmp, self.ckpt_dir, self.step, self.config.keep_checkpoints)
 
     def latest(self) -> Path | None:
-        done = sorted(p for p in self.ckpt_dir.glob("step_*") if (p / "trainer.json").is_file())
-        return done[-1] if done else None
+        return checkpoints.latest(self.ckpt_dir)
 
     def resume(self, path: Path) -> None:
         from render.gaussians.ply import load_ply
@@ -194,18 +185,14 @@ class SplatTrainer:
         from tqdm import tqdm
 
         c = self.config
-        for stale in self.ckpt_dir.glob(".step_*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
+        checkpoints.clear_stale(self.ckpt_dir)
         last = self.latest()
         if last is not None:
             self.resume(last)
         out = Path(c.out)
         out.mkdir(parents=True, exist_ok=True)
         log_path = out / "metrics.jsonl"
-        if log_path.exists():
-            kept = [ln for ln in log_path.read_text().splitlines() if json.loads(ln).get("step", 1 << 62) <= self.step]
-            with atomic_write(log_path, "w") as f:
-                f.write("".join(ln + "\n" for ln in kept))
+        checkpoints.trim_log(log_path, self.step)  # lines after the checkpoint we resume from
         writer = None
         try:
             from torch.utils.tensorboard import SummaryWriter

@@ -98,12 +98,6 @@ class NerfTrainConfig:
 
 def load_nerf_preset(name_or_path: str | Path) -> NerfTrainConfig:
     """A preset by name (``configs/nerf/<name>.yaml``) or path, validated into :class:`NerfTrainConfig`."""
-    from worldline.config import load_config
+    from worldline.config import load_preset
 
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"preset: no such file {path}; presets: {known}")
-    return load_config(NerfTrainConfig, path)
+    return load_preset(NerfTrainConfig, name_or_path, CONFIG_DIR)

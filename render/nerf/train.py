@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from render import checkpoints
 from render.datasets import SceneData, load_dataset
 from render.nerf.config import NerfConfig, NerfTrainConfig
 from render.nerf.models import ProNeRF, Scene, build_model, scene_sphere
-from worldline.io import atomic_write, load_json, load_weights, save_json, save_weights
+from worldline.io import load_json, load_weights, save_json, save_weights
 
 
 def pick_device(name: str) -> torch.device:
@@ -97,10 +97,7 @@ class NerfTrainer:
                 "near": c.near, "far": c.far}  # fmt: skip
 
     def save(self) -> Path:
-        final = self.ckpt_dir / f"step_{self.step:07d}"
-        tmp = self.ckpt_dir / f".step_{self.step:07d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = checkpoints.begin(self.ckpt_dir, self.step)
         save_weights(self.model.state_dict(), tmp / "model.safetensors")
         opt_tensors, groups = {}, {}
         for name, opt in self.opts.items():
@@ -117,17 +114,10 @@ class NerfTrainer:
         save_json(self.meta(), tmp / "model.json")
         save_json({"step": self.step, "elapsed": self.elapsed, "param_groups": groups, "steps": self.config.steps,
                    "batch_rays": self.config.batch_rays, "seed": self.config.seed}, tmp / "trainer.json")  # fmt: skip
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        done = sorted(p for p in self.ckpt_dir.glob("step_*") if (p / "trainer.json").is_file())
-        for old in done[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+        return checkpoints.commit(tmp, self.ckpt_dir, self.step, self.config.keep_checkpoints)
 
     def latest(self) -> Path | None:
-        done = sorted(p for p in self.ckpt_dir.glob("step_*") if (p / "trainer.json").is_file())
-        return done[-1] if done else None
+        return checkpoints.latest(self.ckpt_dir)
 
     def resume(self, path: Path) -> None:
         saved, now = load_json(path / "model.json"), self.meta()
@@ -168,20 +158,14 @@ class NerfTrainer:
         from tqdm import tqdm
 
         c = self.config
-        for stale in self.ckpt_dir.glob(".step_*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
+        checkpoints.clear_stale(self.ckpt_dir)
         last = self.latest()
         if last is not None:
             self.resume(last)
         out = Path(c.out)
         out.mkdir(parents=True, exist_ok=True)
         log_path = out / "metrics.jsonl"
-        if log_path.exists():  # drop lines logged after the checkpoint we resume from
-            kept = [
-                ln for ln in log_path.read_text().splitlines() if _step_of(ln) is not None and _step_of(ln) <= self.step
-            ]
-            with atomic_write(log_path, "w") as f:
-                f.write("".join(ln + "\n" for ln in kept))
+        checkpoints.trim_log(log_path, self.step)
         writer = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -237,13 +221,6 @@ class NerfTrainer:
         return {"step": self.step, "seconds": time.perf_counter() - t0, "checkpoint": str(self.latest()),
                 "resumed_from": None if last is None else str(last), "finished": self.step >= c.steps,
                 **metrics}  # fmt: skip
-
-
-def _step_of(line: str) -> int | None:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

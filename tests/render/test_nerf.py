@@ -317,3 +317,12 @@ def test_render_image_planar_depth():
     depth = render_image(PlaneDistance(), cam, chunk=50)["depth"]
     o, d = cam.rays(normalize=False)  # planar: z-component 1, so t is the planar depth
     torch.testing.assert_close(depth, -o[..., 2] / d[..., 2])
+
+
+def test_trim_log_keeps_lines_up_to_the_checkpoint(tmp_path):
+    from render.checkpoints import trim_log
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1}\n{"step": 2}\n{"step": 3}\n{"ste')  # the last line torn by a kill
+    trim_log(log, 2)
+    assert log.read_text() == '{"step": 1}\n{"step": 2}\n'

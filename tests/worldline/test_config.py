@@ -80,3 +80,19 @@ def test_invalid_yaml_is_one_line_naming_file_and_position(tmp_path):
         load_config(Train, p)
     msg = str(exc.value)
     assert "\n" not in msg and msg.startswith(f"{p}: invalid YAML at line 2 column 2")
+
+
+def test_load_preset_by_name_and_path(tmp_path):
+    from dataclasses import dataclass
+
+    from worldline.config import load_preset
+
+    @dataclass
+    class P:
+        steps: int = 1
+
+    (tmp_path / "small.yaml").write_text("steps: 7\n")
+    assert load_preset(P, "small", tmp_path).steps == 7
+    assert load_preset(P, tmp_path / "small.yaml", "/nonexistent").steps == 7
+    with pytest.raises(FileNotFoundError, match=r"presets: \['small'\]"):
+        load_preset(P, "large", tmp_path)

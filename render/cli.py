@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"usage: {usage} [--help]", file=sys.stderr)
         sys.exit(0 if argv[-1:] in (["-h"], ["--help"]) else 2)
     name = f"render {argv[0]} {argv[1]}"
+    from worldline.runtime import retain_freed_memory
+
+    retain_freed_memory()  # CPU training allocates and frees many MB-sized temporaries per step
     try:
         families[argv[0]][argv[1]](argv[2:])
     except (ValueError, OSError, ConfigError) as exc:

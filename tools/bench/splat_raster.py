@@ -5,6 +5,7 @@ same run; on a GPU also gsplat against the reference.
 
     python tools/bench/splat_raster.py                 # CPU; JSON: outputs/bench/splat_raster.json
     python tools/bench/splat_raster.py --device cuda   # + gsplat when installed
+    python tools/bench/splat_raster.py --default-malloc  # without worldline.runtime.retain_freed_memory
 
 The scene: N Gaussians uniform in a unit ball (random colours, SH degree 3, sizes from the
 nearest-neighbour distance as 3DGS initialises them), seen from 3 m with a 50 degree camera.
@@ -30,6 +31,7 @@ from render.gaussians.model import GaussianModel  # noqa: E402
 from render.gaussians.rasterize import rasterize, rasterize_dense  # noqa: E402
 from worldline import Camera  # noqa: E402
 from worldline.io import save_json  # noqa: E402
+from worldline.runtime import retain_freed_memory  # noqa: E402
 from worldline.transforms import look_at  # noqa: E402
 
 
@@ -53,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dense-baseline-max", type=int, default=10000, help="largest N for the dense baseline")
     p.add_argument("--out", type=Path, default=Path("outputs/bench/splat_raster.json"))
+    p.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (by default freed memory is kept for reuse, as `render` does)",
+    )
     a = p.parse_args(argv)
+    retained = False if a.default_malloc else retain_freed_memory()
     dev = torch.device(a.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     w2c = look_at(torch.tensor([0.0, -3.0, 0.8]), torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]))
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"{n:7d} Gaussians @ {a.resolution}px  {msg}{extra}", flush=True)
     settings = {"resolution": a.resolution, "repeats": a.repeats, "device": str(dev),
-                "threads": torch.get_num_threads(),
+                "threads": torch.get_num_threads(), "retain_freed_memory": retained,
                 "machine": platform.machine(), "torch": torch.__version__,
                 "cuda": torch.cuda.get_device_name() if dev.type == "cuda" else None}  # fmt: skip
     save_json({"settings": settings, "results": rows}, a.out)

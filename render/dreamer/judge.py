@@ -1,0 +1,149 @@
+"""An independent judge of distilled objects: does it look like the prompt's colour and shape?
+
+Independent of every prior: it only renders the Gaussians (our rasterizer) and compares
+
+- **colour**: each foreground pixel (alpha > 0.5, colour un-premultiplied) votes for the nearest
+  named colour of :data:`render.dreamer.scenes.COLOURS` in chromaticity (rgb / its sum) — a colour
+  histogram; brightness does not vote;
+- **shape**: the silhouette in each view against the ground-truth primitives' silhouettes from the
+  same camera (:func:`render.dreamer.scenes.primitive_gaussians`, both sizes), by IoU after
+  centring and scaling both masks to the same area (so a too-small cube is still a cube);
+- **saturation**: mean HSV saturation of the foreground;
+- **view consistency**: the fraction of views whose own colour vote and best silhouette both match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from render.dreamer.scenes import COLOURS, SHAPES, SIZES, CameraRanges, Prompt, primitive_gaussians, sample_cameras
+from render.gaussians.model import GaussianModel
+from render.gaussians.rasterize import rasterize_torch
+from worldline import Camera
+
+
+def judge_cameras(n: int = 8, size: int = 64, seed: int = 1234) -> list[Camera]:
+    """The judge's views: ``n`` random cameras from the default ranges, fixed by ``seed``."""
+    return sample_cameras(n, size, CameraRanges(), torch.Generator().manual_seed(seed))
+
+
+def _render(g: GaussianModel, cams: list[Camera]) -> tuple[Tensor, Tensor]:
+    rgbs, alphas = [], []
+    with torch.no_grad():
+        for cam in cams:
+            out = rasterize_torch(g, cam, background=torch.zeros(3))
+            rgbs.append(out["rgb"])
+            alphas.append(out["alpha"])
+    return torch.stack(rgbs), torch.stack(alphas)
+
+
+def _normalise_mask(mask: Tensor, size: int = 32) -> Tensor:
+    """Centre the mask on its centroid and scale it so its area is a fixed fraction of the frame."""
+    m = mask.float()
+    area = m.sum()
+    if area < 4:
+        return torch.zeros(size, size)
+    h, w = m.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    cy, cx = (m * ys).sum() / area, (m * xs).sum() / area
+    scale = (area / (0.25 * size * size)).sqrt()  # the object covers a quarter of the output frame
+    g = torch.linspace(-(size - 1) / 2, (size - 1) / 2, size)
+    gy, gx = torch.meshgrid(g, g, indexing="ij")
+    grid = torch.stack([(cx + gx * scale) / (w - 1) * 2 - 1, (cy + gy * scale) / (h - 1) * 2 - 1], -1)
+    return F.grid_sample(m[None, None], grid[None], align_corners=True)[0, 0] > 0.5
+
+
+def _iou(a: Tensor, b: Tensor) -> float:
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union > 0 else 0.0
+
+
+_TEMPLATES: dict[tuple[int, int, int], dict[str, list[Tensor]]] = {}
+
+
+def _templates(cams: list[Camera], key: tuple[int, int, int]) -> dict[str, list[Tensor]]:
+    if key not in _TEMPLATES:
+        out = {}
+        for shape in SHAPES:
+            masks = []
+            for size in SIZES:
+                _, alpha = _render(primitive_gaussians(Prompt("red", shape, size), n=1500, seed=7), cams)
+                masks.append([_normalise_mask(a > 0.5) for a in alpha])
+            out[shape] = masks
+        _TEMPLATES[key] = out
+    return _TEMPLATES[key]
+
+
+@dataclass
+class Verdict:
+    colour: str
+    shape: str
+    colour_share: float
+    """fraction of foreground pixels voting for ``colour``"""
+    shape_iou: dict[str, float]
+    """mean best silhouette IoU per shape"""
+    saturation: float
+    coverage: float
+    """mean foreground fraction of the views"""
+    per_view_match: float | None
+    """view consistency: fraction of views whose own colour and shape both match the prompt"""
+    match: bool | None
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def judge(
+    g: GaussianModel, prompt: Prompt | None = None, n_views: int = 8, size: int = 64, seed: int = 1234
+) -> Verdict:
+    """Classify ``g``'s colour and shape from ``n_views`` fixed random views; with ``prompt``, also
+    whether they match it (overall and per view)."""
+    cams = judge_cameras(n_views, size, seed)
+    rgb, alpha = _render(g, cams)
+    fg = alpha > 0.5
+    names = list(COLOURS)
+    ref = torch.tensor([COLOURS[n] for n in names])
+    ref = ref / ref.sum(-1, keepdim=True)
+    colour_votes = torch.zeros(len(cams), len(names))
+    sats = []
+    for v in range(len(cams)):
+        px = rgb[v][fg[v]] / alpha[v][fg[v]][:, None].clamp_min(1e-6)
+        if len(px) == 0:
+            continue
+        chroma = px / px.sum(-1, keepdim=True).clamp_min(1e-6)
+        votes = torch.cdist(chroma, ref).argmin(-1)
+        colour_votes[v] = torch.bincount(votes, minlength=len(names)).float()
+        mx, mn = px.amax(-1), px.amin(-1)
+        sats.append(((mx - mn) / mx.clamp_min(1e-6)).mean())
+    templates = _templates(cams, (n_views, size, seed))
+    ious = torch.zeros(len(cams), len(SHAPES))
+    for v in range(len(cams)):
+        m = _normalise_mask(fg[v])
+        for s, shape in enumerate(SHAPES):
+            ious[v, s] = max(_iou(m, t[v]) for t in templates[shape])
+    total = colour_votes.sum(0)
+    colour = names[int(total.argmax())]
+    shape = SHAPES[int(ious.mean(0).argmax())]
+    per_view = match = None
+    if prompt is not None:
+        ok = []
+        for v in range(len(cams)):
+            cv = names[int(colour_votes[v].argmax())] if colour_votes[v].sum() > 0 else None
+            sv = SHAPES[int(ious[v].argmax())] if fg[v].any() else None
+            ok.append((prompt.colour is None or cv == prompt.colour) and (prompt.shape is None or sv == prompt.shape))
+        per_view = sum(ok) / len(ok)
+        match = (prompt.colour is None or colour == prompt.colour) and (prompt.shape is None or shape == prompt.shape)
+    return Verdict(
+        colour=colour,
+        shape=shape,
+        colour_share=float(total.max() / total.sum().clamp_min(1)),
+        shape_iou={s: float(ious[:, i].mean()) for i, s in enumerate(SHAPES)},
+        saturation=float(torch.stack(sats).mean()) if sats else 0.0,
+        coverage=float(fg.float().mean()),
+        per_view_match=per_view,
+        match=match,
+    )

@@ -1,0 +1,276 @@
+"""The built-in prior: a small text-conditioned diffusion model of coloured primitives, trained by
+``tools/train_tiny_prior.py`` on renders of :mod:`render.dreamer.scenes` made with our own
+rasterizer, and shipped in ``assets/dreamer/`` so that ``render dream`` runs offline on a CPU.
+
+Two variants share one U-Net:
+
+- ``pixel``: 32 x 32 RGB in [-1, 1], the image-space prior (the role of DeepFloyd IF stage I);
+- ``latent``: 4 x 16 x 16 latents of :class:`HaarAutoencoder`, a fixed (untrained, linear,
+  exactly invertible on its subspace) autoencoder (the role of Stable Diffusion's VAE).
+
+Text conditioning is compositional by construction: the caption is parsed into (colour, shape,
+size) slots, each slot has its own embedding table with a "none" entry (the unconditional input
+for classifier-free guidance is all "none"), and the sum conditions every residual block (FiLM).
+That is what lets the prior render (colour, shape) pairs it never saw together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from render.dreamer.scenes import COLOURS, SHAPES, SIZES, Prompt, parse_prompt
+from worldline.io import load_weights, save_weights
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "dreamer"
+BUILTIN = {"pixel": ASSETS / "tiny_pixel_prior.safetensors", "latent": ASSETS / "tiny_latent_prior.safetensors"}
+
+
+@dataclass
+class TinyPriorConfig:
+    space: str = "pixel"
+    """"pixel" (3 x 32 x 32) or "latent" (4 x 16 x 16 Haar latents of a 32 x 32 image)"""
+    image_size: int = 32
+    channels: list[int] = field(default_factory=lambda: [16, 48, 96])
+    emb_dim: int = 96
+    timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.space not in ("pixel", "latent"):
+            raise ValueError(f"space: expected 'pixel' or 'latent', got {self.space!r}")
+        if self.image_size % 8:
+            raise ValueError(f"image_size: must be a multiple of 8, got {self.image_size}")
+
+    @property
+    def in_channels(self) -> int:
+        return 3 if self.space == "pixel" else 4
+
+    @property
+    def sample_size(self) -> int:
+        return self.image_size if self.space == "pixel" else self.image_size // 2
+
+
+def ddpm_alphas_cumprod(timesteps: int, beta_start: float, beta_end: float) -> Tensor:
+    """The DDPM linear-beta schedule's abar_t, float64 ``[T]``."""
+    return torch.cumprod(1.0 - torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64), 0)
+
+
+class HaarAutoencoder(nn.Module):
+    """A fixed 2x2 Haar transform keeping 4 of 12 coefficients per block: the three colour
+    channels' block means (LL) and the luminance's diagonal-free detail (LH + HL) / sqrt 2.
+    Orthonormal rows, so ``decode(encode(x))`` is the orthogonal projection of x onto that
+    subspace and ``encode(decode(z)) == z`` exactly. No parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = torch.zeros(4, 3, 2, 2)
+        w[:3, :, :, :] = 0.0
+        for c in range(3):
+            w[c, c] = 0.5  # LL: sum / 2
+        lum = torch.tensor([0.299, 0.587, 0.114])
+        lum = lum / lum.norm()
+        detail = torch.tensor([[1.0, 0.0], [0.0, -1.0]]) / math.sqrt(2)  # (LH + HL) / sqrt 2 of a 2x2 Haar
+        w[3] = lum[:, None, None] * detail
+        self.register_buffer("weight", w, persistent=False)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight.to(x), stride=2)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return F.conv_transpose2d(z, self.weight.to(z), stride=2)
+
+
+class CaptionEncoder(nn.Module):
+    """(colour, shape, size) slots -> one embedding; index 0 of each table is "none"."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.colour = nn.Embedding(len(COLOURS) + 1, dim)
+        self.shape = nn.Embedding(len(SHAPES) + 1, dim)
+        self.size = nn.Embedding(len(SIZES) + 1, dim)
+
+    @staticmethod
+    def indices(prompts: list[Prompt]) -> Tensor:
+        cols, shapes, sizes = list(COLOURS), list(SHAPES), list(SIZES)
+        return torch.tensor(
+            [
+                [
+                    0 if p.colour is None else cols.index(p.colour) + 1,
+                    0 if p.shape is None else shapes.index(p.shape) + 1,
+                    0 if p.size is None else sizes.index(p.size) + 1,
+                ]
+                for p in prompts
+            ]
+        )  # fmt: skip
+
+    def forward(self, idx: Tensor) -> Tensor:
+        return self.colour(idx[:, 0]) + self.shape(idx[:, 1]) + self.size(idx[:, 2])
+
+
+def _timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    a = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.sin(a), torch.cos(a)], -1)
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, emb: int) -> None:
+        super().__init__()
+        self.n1, self.c1 = nn.GroupNorm(8, cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.film = nn.Linear(emb, 2 * cout)
+        self.n2, self.c2 = nn.GroupNorm(8, cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.c1(F.silu(self.n1(x)))
+        scale, shift = self.film(emb)[:, :, None, None].chunk(2, 1)
+        h = self.n2(h) * (1 + scale) + shift
+        return self.skip(x) + self.c2(F.silu(h))
+
+
+class TinyUNet(nn.Module):
+    """Three resolutions (s, s/2, s/4), one FiLM residual block per level and side, skip
+    connections; predicts the noise eps."""
+
+    def __init__(self, cfg: TinyPriorConfig) -> None:
+        super().__init__()
+        c0, c1, c2 = cfg.channels
+        e = cfg.emb_dim
+        self.cfg = cfg
+        self.time = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
+        self.caption = CaptionEncoder(e)
+        self.inp = nn.Conv2d(cfg.in_channels, c0, 3, padding=1)
+        self.d0 = _ResBlock(c0, c0, e)
+        self.down0 = nn.Conv2d(c0, c1, 3, stride=2, padding=1)
+        self.d1 = _ResBlock(c1, c1, e)
+        self.down1 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
+        self.mid1, self.mid2 = _ResBlock(c2, c2, e), _ResBlock(c2, c2, e)
+        self.up1 = nn.Conv2d(c2, c1, 3, padding=1)
+        self.u1 = _ResBlock(2 * c1, c1, e)
+        self.up0 = nn.Conv2d(c1, c0, 3, padding=1)
+        self.u0 = _ResBlock(2 * c0, c0, e)
+        self.out = nn.Sequential(nn.GroupNorm(8, c0), nn.SiLU(), nn.Conv2d(c0, cfg.in_channels, 3, padding=1))
+
+    def forward(self, x: Tensor, t: Tensor, caption_idx: Tensor) -> Tensor:
+        emb = self.time(_timestep_embedding(t, self.cfg.emb_dim)) + self.caption(caption_idx)
+        emb = F.silu(emb)
+        h0 = self.d0(self.inp(x), emb)
+        h1 = self.d1(self.down0(h0), emb)
+        h = self.mid2(self.mid1(self.down1(h1), emb), emb)
+        h = self.u1(torch.cat([self.up1(F.interpolate(h, scale_factor=2.0)), h1], 1), emb)
+        h = self.u0(torch.cat([self.up0(F.interpolate(h, scale_factor=2.0)), h0], 1), emb)
+        return self.out(h)
+
+
+class TinyPrior(nn.Module):
+    """The built-in prior behind the common interface (:class:`render.dreamer.priors.DiffusionPrior`):
+    ``encode`` a render, ``predict_noise(x_t, t, text, guidance_scale)``, ``alphas_cumprod``."""
+
+    def __init__(self, cfg: TinyPriorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.unet = TinyUNet(cfg)
+        self.autoencoder = HaarAutoencoder() if cfg.space == "latent" else None
+        self.register_buffer("alphas_cumprod", ddpm_alphas_cumprod(cfg.timesteps, cfg.beta_start, cfg.beta_end),
+                             persistent=False)  # fmt: skip
+
+    @property
+    def space(self) -> str:
+        return self.cfg.space
+
+    @property
+    def image_size(self) -> int:
+        return self.cfg.image_size
+
+    def encode(self, rgb: Tensor) -> Tensor:
+        """Renders ``[B, 3, S, S]`` in [0, 1] -> the prior's space (differentiable)."""
+        x = rgb * 2.0 - 1.0
+        return x if self.autoencoder is None else self.autoencoder.encode(x)
+
+    def decode(self, x: Tensor) -> Tensor:
+        """The prior's space -> images in [0, 1]."""
+        img = x if self.autoencoder is None else self.autoencoder.decode(x)
+        return ((img + 1.0) / 2.0).clamp(0, 1)
+
+    def caption_indices(self, text: str | Prompt | list, batch: int) -> Tensor:
+        prompts = text if isinstance(text, list) else [text] * batch
+        prompts = [parse_prompt(p) if isinstance(p, str) else p for p in prompts]
+        return CaptionEncoder.indices(prompts).to(self.alphas_cumprod.device)
+
+    def predict_noise(self, x_t: Tensor, t: Tensor, text: str | Prompt | list, guidance_scale: float = 1.0) -> Tensor:
+        """eps_hat with classifier-free guidance: eps_u + s (eps_c - eps_u) (s = 1: conditional only)."""
+        b = x_t.shape[0]
+        t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(b)
+        cond = self.caption_indices(text, b)
+        if guidance_scale == 1.0:
+            return self.unet(x_t, t, cond)
+        eps = self.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, torch.zeros_like(cond)]))
+        eps_c, eps_u = eps.chunk(2)
+        return eps_u + guidance_scale * (eps_c - eps_u)
+
+    @torch.no_grad()
+    def sample(self, text: str | Prompt | list, n: int, guidance_scale: float = 3.0, steps: int = 50,
+               generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
+        """DDIM (eta = 0) samples decoded to images ``[n, 3, S, S]`` in [0, 1]: to look at the prior."""
+        dev = self.alphas_cumprod.device
+        c, s = self.cfg.in_channels, self.cfg.sample_size
+        x = torch.randn(n, c, s, s, generator=generator).to(dev)
+        ts = torch.linspace(self.cfg.timesteps - 1, 0, steps).round().long().tolist()
+        abar = self.alphas_cumprod.float()
+        for i, t in enumerate(ts):
+            eps = self.predict_noise(x, torch.full((n,), t, device=dev), text, guidance_scale)
+            a = abar[t]
+            x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+            a_prev = abar[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0)
+            x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+        return self.decode(x)
+
+    # -- files --------------------------------------------------------------------------------
+
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        meta = {"config": json.dumps(asdict(self.cfg)), **{k: json.dumps(v) for k, v in (extra or {}).items()}}
+        save_weights({k: v.half() for k, v in self.unet.state_dict().items()}, path, metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TinyPrior:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such prior weights file")
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        if "config" not in meta:
+            raise ValueError(f"{path}: not a tiny prior (no 'config' in the safetensors metadata)")
+        try:
+            cfg = TinyPriorConfig(**json.loads(meta["config"]))
+        except (TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: bad 'config' metadata: {exc}") from None
+        prior = cls(cfg)
+        state = {k: v.float() for k, v in load_weights(path).items()}
+        missing, unexpected = prior.unet.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
+        return prior.eval().requires_grad_(False)
+
+
+def load_builtin(space: str = "pixel") -> TinyPrior:
+    if space not in BUILTIN:
+        raise ValueError(f"space: expected 'pixel' or 'latent', got {space!r}")
+    path = BUILTIN[space]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: the built-in {space} prior is missing; train it: python tools/train_tiny_prior.py"
+        )
+    return TinyPrior.load(path)

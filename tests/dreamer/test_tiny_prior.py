@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from render.dreamer.priors import load_prior
+from render.dreamer.scenes import HELD_OUT, Prompt, all_prompts, parse_prompt
+from render.dreamer.tiny_prior import CaptionEncoder, HaarAutoencoder, TinyPrior, TinyPriorConfig
+
+
+def test_haar_autoencoder_is_an_orthonormal_projection():
+    ae = HaarAutoencoder()
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    z = ae.encode(x)
+    assert z.shape == (2, 4, 4, 4)
+    # LL of a block by hand: the sum of the 2 x 2 block / 2, per colour
+    torch.testing.assert_close(z[:, :3, 1, 2], x[:, :, 2:4, 4:6].sum((-1, -2)) / 2)
+    # luminance detail: (top-left - bottom-right) / sqrt 2 of the unit-norm luminance
+    lum = torch.tensor([0.299, 0.587, 0.114])
+    lum = lum / lum.norm()
+    y = (x * lum[:, None, None]).sum(1)
+    torch.testing.assert_close(z[:, 3, 0, 0], (y[:, 0, 0] - y[:, 1, 1]) / 2**0.5)
+    # decode is the transpose: encode(decode(z)) = z, and decode(encode(.)) is idempotent
+    torch.testing.assert_close(ae.encode(ae.decode(z)), z, atol=1e-6, rtol=0)
+    p = ae.decode(z)
+    torch.testing.assert_close(ae.decode(ae.encode(p)), p, atol=1e-6, rtol=0)
+    # a block-constant image survives the round trip exactly (it lies in the subspace)
+    flat = torch.nn.functional.interpolate(torch.rand(1, 3, 4, 4), scale_factor=2.0, mode="nearest")
+    torch.testing.assert_close(ae.decode(ae.encode(flat)), flat, atol=1e-6, rtol=0)
+
+
+def test_prompts_and_caption_slots():
+    assert parse_prompt("A small red cube") == Prompt("red", "cube", "small")
+    assert parse_prompt("the blue sphere") == Prompt("blue", "sphere", None)
+    with pytest.raises(ValueError, match="'purple'.*it knows: red"):
+        parse_prompt("a purple cube")
+    idx = CaptionEncoder.indices([Prompt("red", "cube", "small"), Prompt(None, None, None)])
+    assert idx.tolist() == [[1, 1, 1], [0, 0, 0]]
+    train = {(p.colour, p.shape) for p in all_prompts()}
+    assert not train & set(HELD_OUT)  # the held-out combinations never appear in training
+    assert {c for c, _ in train} >= {c for c, _ in HELD_OUT} and {s for _, s in train} >= {s for _, s in HELD_OUT}
+
+
+def test_guidance_is_linear_between_unconditional_and_conditional():
+    torch.manual_seed(0)
+    prior = TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16)).eval()
+    for p in prior.unet.caption.parameters():  # random init has nonzero embeddings already; make them distinct
+        torch.nn.init.normal_(p)
+    x = torch.randn(2, 3, 32, 32)
+    t = torch.tensor([100, 700])
+    with torch.no_grad():
+        cond = prior.predict_noise(x, t, "a red cube", 1.0)
+        uncond = prior.unet(x, t, torch.zeros(2, 3, dtype=torch.long))
+        for s in (0.0, 3.0, 7.5):
+            torch.testing.assert_close(prior.predict_noise(x, t, "a red cube", s), uncond + s * (cond - uncond),
+                                       atol=1e-5, rtol=1e-5)  # fmt: skip
+    assert (cond - uncond).abs().max() > 1e-3  # the caption matters
+
+
+def test_save_load_round_trip_and_errors(tmp_path):
+    prior = TinyPrior(TinyPriorConfig(space="latent", channels=[8, 16, 16], emb_dim=16))
+    path = tmp_path / "p.safetensors"
+    prior.save(path, {"captions": ["a red cube"]})
+    back = TinyPrior.load(path)
+    assert back.cfg == prior.cfg and back.space == "latent"
+    x = torch.randn(1, 4, 16, 16)
+    with torch.no_grad():  # fp16 storage: close, not equal
+        a = back.predict_noise(x, torch.tensor([5]), "a red cube", 2.0)
+        b = prior.predict_noise(x, torch.tensor([5]), "a red cube", 2.0)
+    torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2)
+    assert load_prior(path, "latent").builtin
+    with pytest.raises(ValueError, match="latent-space prior, but a pixel-space one"):
+        load_prior(path, "pixel")
+    with pytest.raises(FileNotFoundError, match="nope: no such prior"):
+        load_prior(tmp_path / "nope", "pixel")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match="no model_index.json"):
+        load_prior(tmp_path / "folder", "pixel")
+    from worldline.io import save_weights
+
+    save_weights({"w": torch.zeros(2)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="not a tiny prior"):
+        TinyPrior.load(tmp_path / "other.safetensors")

@@ -1,0 +1,126 @@
+"""Train the built-in text-to-3D priors of ``render dream`` (``render.dreamer.tiny_prior``).
+
+Data: every training caption of ``render.dreamer.scenes`` ("a small red cube", ...; colour x shape
+x size, minus the held-out (colour, shape) pairs), rendered with our own Gaussian rasterizer from
+random views on the camera sphere ``render dream`` uses, with jittered size and colour and a random
+solid background. Model: DDPM noise prediction (linear betas, T = 1000), caption slots dropped at
+random (each with p = 0.15, all at once with p = 0.1) so classifier-free guidance and partial
+prompts ("a red cube") work; EMA weights are saved as fp16 safetensors in ``assets/dreamer/``.
+
+    python tools/train_tiny_prior.py                       # both priors, the shipped settings
+    python tools/train_tiny_prior.py --space pixel --steps 200 --out-dir /tmp/priors   # a quick look
+
+Writes ``<space>`` weights and a ``tiny_prior_training.json`` with the settings and the loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from render.dreamer.scenes import CameraRanges, Prompt, all_prompts, primitive_gaussians, sample_cameras  # noqa: E402
+from render.dreamer.tiny_prior import CaptionEncoder, TinyPrior, TinyPriorConfig  # noqa: E402
+from render.gaussians.rasterize import rasterize_torch  # noqa: E402
+from worldline.io import save_json  # noqa: E402
+from worldline.runtime import retain_freed_memory  # noqa: E402
+
+
+def render_dataset(views: int, size: int, seed: int, progress: bool = True) -> tuple[torch.Tensor, list[Prompt]]:
+    """``[M, 3, size, size]`` images in [0, 1] and their prompts: ``views`` per training caption."""
+    g = torch.Generator().manual_seed(seed)
+    images, prompts = [], []
+    todo = [p for p in all_prompts() for _ in range(views)]
+    for i, p in enumerate(tqdm(todo, desc="render data", disable=not progress)):
+        gs = primitive_gaussians(p, n=1200, seed=seed * 100003 + i, jitter=0.15)
+        cam = sample_cameras(1, size, CameraRanges(), g)[0]
+        bg = torch.rand(3, generator=g)
+        with torch.no_grad():
+            out = rasterize_torch(gs, cam, background=bg)
+        images.append(out["rgb"].permute(2, 0, 1))
+        prompts.append(p)
+    return torch.stack(images), prompts
+
+
+def train(space: str, images: torch.Tensor, prompts: list[Prompt], steps: int, batch: int, lr: float, seed: int,
+          progress: bool = True) -> tuple[TinyPrior, list[float]]:  # fmt: skip
+    torch.manual_seed(seed)
+    prior = TinyPrior(TinyPriorConfig(space=space, image_size=images.shape[-1]))
+    ema = copy.deepcopy(prior.unet).requires_grad_(False)
+    opt = torch.optim.AdamW(prior.unet.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
+    idx_all = CaptionEncoder.indices(prompts)
+    with torch.no_grad():
+        data = prior.encode(images)
+    abar = prior.alphas_cumprod.float()
+    losses = []
+    bar = tqdm(range(steps), desc=f"train {space} prior", disable=not progress)
+    for step in bar:
+        b = torch.randint(0, len(data), (batch,))
+        x0, cond = data[b], idx_all[b].clone()
+        cond[torch.rand(cond.shape) < 0.15] = 0  # drop slots: partial prompts
+        cond[torch.rand(batch) < 0.1] = 0  # drop all: the unconditional branch of guidance
+        t = torch.randint(0, prior.cfg.timesteps, (batch,))
+        noise = torch.randn_like(x0)
+        a = abar[t].reshape(-1, 1, 1, 1)
+        loss = torch.nn.functional.mse_loss(prior.unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, cond), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(prior.unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            decay = min(0.999, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), prior.unet.parameters()):
+                pe.lerp_(p, 1 - decay)
+        losses.append(loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
+    prior.unet.load_state_dict(ema.state_dict())
+    return prior.eval(), losses
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", choices=["pixel", "latent", "both"], default="both")
+    p.add_argument("--views", type=int, default=96, help="renders per training caption")
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", type=Path, default=ROOT / "assets" / "dreamer")
+    a = p.parse_args(argv)
+    retain_freed_memory()
+    t0 = time.time()
+    images, prompts = render_dataset(a.views, a.size, a.seed)
+    report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
+              "captions": sorted({q.text for q in prompts}), "images": len(images), "priors": {}}  # fmt: skip
+    for space in ["pixel", "latent"] if a.space == "both" else [a.space]:
+        prior, losses = train(space, images, prompts, a.steps, a.batch, a.lr, a.seed)
+        path = a.out_dir / f"tiny_{space}_prior.safetensors"
+        prior.save(path, {"captions": report["captions"], "steps": a.steps})
+        tail = losses[-200:]
+        report["priors"][space] = {"path": str(path), "final_loss": sum(tail) / len(tail),
+                                   "bytes": path.stat().st_size}  # fmt: skip
+        print(f"{space}: final loss {report['priors'][space]['final_loss']:.4f} -> {path} "
+              f"({path.stat().st_size / 1e6:.2f} MB)")  # fmt: skip
+    report["seconds"] = time.time() - t0
+    save_json(report, a.out_dir / "tiny_prior_training.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

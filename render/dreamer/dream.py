@@ -61,7 +61,7 @@ class DreamConfig:
     """weight of the mean largest scale (metres; against needle and blob artefacts)"""
     max_gaussians: int = 6000
     densify: DensifyConfig = field(default_factory=lambda: DensifyConfig(
-        grow_grad2d=0.002, grow_scale3d=0.05, prune_opa=0.01, prune_scale3d=0.5, refine_start_iter=100,
+        grow_grad2d=0.5, grow_scale3d=0.05, prune_opa=0.01, prune_scale3d=0.5, refine_start_iter=100,
         refine_stop_iter=10**9, refine_every=100, reset_every=10**9))  # fmt: skip
     densify_until: float = 0.7
     """fraction of the steps after which the Gaussians are no longer cloned or split"""

@@ -54,7 +54,7 @@ def _diffusers():
         import diffusers  # noqa: F401
         import transformers  # noqa: F401
     except ImportError:
-        raise ImportError("diffusers priors need diffusers and transformers: pip install -e '.[dream]'") from None
+        raise ImportError("diffusers priors need diffusers and transformers: pip install -e '.[diffusion]'") from None
     import diffusers
 
     return diffusers

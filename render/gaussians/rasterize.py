@@ -9,8 +9,8 @@ The pure-PyTorch reference (``backend="torch"``, CPU and CUDA, autograd) follows
 1. EWA projection: camera-space mean t, covariance W Sigma W^T, the Jacobian J of the perspective
    map at t, 2D covariance J W Sigma W^T J^T + 0.3 I (gsplat's ``eps2d`` low-pass); Gaussians
    closer than ``near`` (0.01 m) are culled.
-2. gsplat's opacity-aware box: per axis, min(3, sqrt(2 log(255 o))) standard deviations (beyond it
-   alpha < 1/255); the box is intersected with 16 x 16 pixel tiles, giving (tile, Gaussian) pairs
+2. An opacity-aware box as gsplat's: per axis, min(3, sqrt(2 log(255 o))) standard deviations (beyond
+   it alpha < 1/255; gsplat caps at 3.33); the box is intersected with 16 x 16 pixel tiles, giving (tile, Gaussian) pairs
    sorted by tile and then depth (gsplat's ``isect``).
 3. Every pair draws the pixels of its tile inside the Gaussian's ellipse {alpha >= 1/255, within
    3 sigma}, found row by row in closed form as a per-tile [rows, cols, list] mask whose nonzero
@@ -36,6 +36,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from render.gaussians.model import GaussianModel
 from render.gaussians.sh import eval_sh
@@ -92,7 +93,7 @@ def _rasterize_one(means2d, depth, cov2d, conic, opac, colors, width, height, ba
     dev, dtype = means2d.device, colors.dtype
     tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
     u, v = means2d[:, 0].detach(), means2d[:, 1].detach()
-    # opacity-aware box, as gsplat's: alpha = o exp(power) falls to 1/255 at
+    # opacity-aware box (gsplat's, capped at 3 sigma instead of 3.33): alpha = o exp(power) falls to 1/255 at
     # power = -log(255 o), so no pixel beyond sqrt(2 log(255 o)) sigma per axis (at most 3) is drawn
     o = opac.detach()
     extend = torch.sqrt(2.0 * torch.log((o / ALPHA_MIN).clamp_min(1.0))).clamp(max=3.0)
@@ -117,7 +118,7 @@ def _rasterize_one(means2d, depth, cov2d, conic, opac, colors, width, height, ba
         tile = ty * tiles_x + tx
         order = torch.argsort(depth.detach()[gid], stable=True)
         order = order[torch.argsort(tile[order], stable=True)]
-        gid, tile, tx, ty = gid[order], tile[order], tx[order], ty[order]
+        gid, tile = gid[order], tile[order]
         # each pixel row of a (tile, Gaussian) pair draws the pixels inside the Gaussian's ellipse
         # {alpha >= 1/255, within 3 sigma}: q = d^T conic d <= 2 L with L = min(log(255 o), 4.5); on
         # the row at offset dy the ellipse spans dx in (-b dy -+ sqrt((b^2 - a c) dy^2 + 2 a L)) / a
@@ -160,7 +161,7 @@ def _rasterize_one(means2d, depth, cov2d, conic, opac, colors, width, height, ba
             half = torch.sqrt(disc.clamp_min(0.0)) / e[:, None, :, 2]
             mid = e[:, None, :, 0] + e[:, None, :, 5] * dy - 0.5  # the row's centre, in pixel indices
             lo = torch.where((disc >= 0) & valid_j[:, None] & (rows[:, :, None] < height), mid - half, math.inf)
-            x = torch.where(cols < width, cols, -1).to(e.dtype)[:, None, :, None]  # pixels beyond the border: none
+            x = torch.where(cols < width, cols.to(e.dtype), math.inf)[:, None, :, None]  # none beyond the border
             member = (x >= lo[:, :, None, :]) & (x <= (mid + half)[:, :, None, :])  # [Tc, 16 rows, 16 cols, K]
             # the pixels of the chunk's tiles are its segments: seg = tile * 256 + row * 16 + col
             n_seg = len(tiles_c) * TILE * TILE
@@ -230,11 +231,11 @@ class _Composite(torch.autograd.Function):
         return torch.segment_reduce(terms, "sum", lengths=lengths, axis=0)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_sums):
         n = ctx.n_cols
         if ctx.empty:
-            zero = torch.zeros(n, dtype=grad_sums.dtype, device=grad_sums.device)
-            return (None,) * 5 + (zero,) * 10
+            return (None,) * 15
         g, seg, dx, dy, alpha_raw, trans, w, starts, lengths, *colour, ca, cb, cc, o = ctx.saved_tensors
         gp = [grad_sums[:, k].contiguous().index_select(0, seg) for k in range(5)]  # dL/d(sums) per pair
         # s = dL/dw per pair; L = sum_i w_i s_i with w_i = alpha_i prod_{j<i} (1 - alpha_j)
@@ -271,7 +272,7 @@ def rasterize_dense(g: GaussianModel, cam: Camera, bg: Tensor, chunk: int = 512)
     K, w2c = cam.K.to(g.means), cam.w2c.to(g.means)
     means2d, depth, _, conic = project_gaussians(g.means, g.covariances(), K, w2c, cam.width, cam.height)
     colors = eval_sh(g.sh, g.means - cam.center.to(g.means), g.sh_degree)
-    order = torch.argsort(depth)
+    order = torch.argsort(depth, stable=True)
     order = order[depth[order] > NEAR]
     pix = pixel_centers(cam.height, cam.width, dtype=g.means.dtype, device=g.means.device).reshape(-1, 2)
     T = torch.ones(pix.shape[0], dtype=g.means.dtype, device=g.means.device)
@@ -370,8 +371,8 @@ def rasterize(
 ) -> dict:
     """Render ``gaussians`` from ``cameras``: rgb ``[..., C, H, W, 3]``, alpha and expected depth
     ``[..., C, H, W]``, plus ``means2d`` ``[..., C, N, 2]`` (its ``.grad`` drives densification) and
-    ``radii`` ``[..., C, N]`` (the larger half-side of the opacity-aware box in pixels, as gsplat's;
-    0 where the Gaussian is not drawn). ``width``/``height`` default to the
+    ``radii`` ``[..., C, N]`` (the larger half-side of the opacity-aware box in pixels; 0 where the
+    Gaussian is culled or its box holds no pixel centre). ``width``/``height`` default to the
     cameras' (given, they must match: resize the camera with :meth:`worldline.Camera.resize`).
     ``backend``: "torch" (reference), "gsplat" (CUDA), or "auto" (gsplat when installed and on CUDA)."""
     if (width is not None and width != cameras.width) or (height is not None and height != cameras.height):

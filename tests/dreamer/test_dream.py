@@ -37,7 +37,9 @@ class OraclePrior:
 
 def _cfg(**kw):
     base = dict(steps=150, batch=2, init_points=300, stage2_fraction=0.0, seed=0, max_gaussians=1200)
-    return DreamConfig(**{**base, **kw})
+    cfg = DreamConfig(**{**base, **kw})
+    cfg.densify.refine_start_iter = cfg.densify.refine_every = 20
+    return cfg
 
 
 @pytest.mark.parametrize("colour", ["red", "blue"])

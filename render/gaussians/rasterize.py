@@ -10,8 +10,8 @@ The pure-PyTorch reference (``backend="torch"``, CPU and CUDA, autograd) follows
    map at t, 2D covariance J W Sigma W^T J^T + 0.3 I (gsplat's ``eps2d`` low-pass); Gaussians
    closer than ``near`` (0.01 m) are culled.
 2. An opacity-aware box as gsplat's: per axis, min(3, sqrt(2 log(255 o))) standard deviations (beyond
-   it alpha < 1/255; gsplat caps at 3.33); the box is intersected with 16 x 16 pixel tiles, giving (tile, Gaussian) pairs
-   sorted by tile and then depth (gsplat's ``isect``).
+   it alpha < 1/255; gsplat caps at 3.33); the box is intersected with 16 x 16 pixel tiles, giving
+   (tile, Gaussian) pairs sorted by tile and then depth (gsplat's ``isect``).
 3. Every pair draws the pixels of its tile inside the Gaussian's ellipse {alpha >= 1/255, within
    3 sigma}, found row by row in closed form as a per-tile [rows, cols, list] mask whose nonzero
    entries come out grouped by pixel and front to back;

@@ -41,6 +41,8 @@ class DreamCommand:
     """w(t): sds (1 - abar), uniform, or fantasia (sqrt(abar) (1 - abar))"""
     batch: int = 4
     background: str = "random"
+    init_opacity: float = 0.1
+    lr_opacities: float = 0.05
     seed: int = 0
     video_frames: int = 48
     threads: int = 0
@@ -53,7 +55,7 @@ def main(argv: list[str]) -> None:
     cfg = DreamConfig(prompt=a.prompt, steps=a.steps, stage2_fraction=a.stage2_fraction, prior=a.prior,
                       latent_prior=a.latent_prior, guidance=a.guidance, guidance2=a.guidance2, schedule=a.schedule,
                       weighting=a.weighting, batch=a.batch, background=a.background, seed=a.seed,
-                      threads=a.threads)  # fmt: skip
+                      threads=a.threads, init_opacity=a.init_opacity, lr_opacities=a.lr_opacities)  # fmt: skip
     out = a.out or Path("outputs/dream") / (re.sub(r"[^a-z0-9]+", "_", a.prompt.lower()).strip("_") or "prompt")
     dreamer = Dreamer(cfg)
     result = dreamer.run()

@@ -47,6 +47,7 @@ class DreamConfig:
     """views per step"""
     init_points: int = 1500
     init_radius: float = 0.5
+    init_opacity: float = 0.1
     background: str = "random"
     """"random" (a colour per view), "white", or "learned" (one colour, optimised)"""
     lr_means: float = 2e-3
@@ -78,6 +79,8 @@ class DreamConfig:
             raise ValueError(f"background: expected random, white or learned, got {self.background!r}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting: expected one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
+        if not 0.0 < self.init_opacity < 1.0:
+            raise ValueError(f"init_opacity: must be in (0, 1), got {self.init_opacity}")
         if self.batch < 1 or self.init_points < 2:
             raise ValueError(f"batch ({self.batch}) must be >= 1 and init_points ({self.init_points}) >= 2")
         TimeSchedule(self.schedule, self.t_start, self.t_end, self.t_min, self.schedule_steps)  # validates
@@ -99,6 +102,7 @@ def initial_gaussians(cfg: DreamConfig) -> GaussianModel:
     g = GaussianModel.random_in_sphere(cfg.init_points, cfg.init_radius, sh_degree=0, seed=cfg.seed)
     with torch.no_grad():
         g.sh0.mul_(0.2)  # greyish, random tint
+        g.opacity_logits.fill_(math.log(cfg.init_opacity / (1 - cfg.init_opacity)))
     return g
 
 

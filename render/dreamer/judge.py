@@ -46,7 +46,7 @@ def _normalise_mask(mask: Tensor, size: int = 32) -> Tensor:
     m = mask.float()
     area = m.sum()
     if area < 4:
-        return torch.zeros(size, size)
+        return torch.zeros(size, size, dtype=torch.bool)
     h, w = m.shape
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     cy, cx = (m * ys).sum() / area, (m * xs).sum() / area
@@ -126,8 +126,8 @@ def judge(
         for s, shape in enumerate(SHAPES):
             ious[v, s] = max(_iou(m, t[v]) for t in templates[shape])
     total = colour_votes.sum(0)
-    colour = names[int(total.argmax())]
-    shape = SHAPES[int(ious.mean(0).argmax())]
+    colour = names[int(total.argmax())] if total.sum() > 0 else "none"  # "none": nothing was drawn
+    shape = SHAPES[int(ious.mean(0).argmax())] if fg.any() else "none"
     per_view = match = None
     if prompt is not None:
         ok = []

@@ -96,6 +96,11 @@ def test_judge_classifies_ground_truth_primitives():
             assert v.match and v.per_view_match >= 0.75, (colour, shape, v)
     wrong = judge(primitive_gaussians(Prompt("red", "sphere", "large")), Prompt("blue", "cube"))
     assert not wrong.match and wrong.colour == "red" and wrong.shape == "sphere" and wrong.per_view_match == 0
+    empty = primitive_gaussians(Prompt("red", "cube"))
+    with torch.no_grad():
+        empty.opacity_logits.fill_(-9.0)  # nothing is drawn
+    v = judge(empty, Prompt("red", "cube"), n_views=2)
+    assert not v.match and v.coverage == 0 and v.per_view_match == 0 and v.colour == v.shape == "none"
 
 
 def test_cli_writes_outputs_and_rejects_bad_input(tmp_path):

@@ -79,3 +79,16 @@ def test_save_load_round_trip_and_errors(tmp_path):
     save_weights({"w": torch.zeros(2)}, tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="not a tiny prior"):
         TinyPrior.load(tmp_path / "other.safetensors")
+
+
+def test_the_shipped_priors_load_and_fit_the_budget():
+    from render.dreamer.tiny_prior import BUILTIN, load_builtin
+
+    for space, path in BUILTIN.items():
+        assert path.is_file() and path.stat().st_size < 10e6, path
+        prior = load_builtin(space)
+        assert prior.space == space and prior.image_size == 32
+        c, s = prior.cfg.in_channels, prior.cfg.sample_size
+        with torch.no_grad():
+            eps = prior.predict_noise(torch.randn(2, c, s, s), torch.tensor([10, 900]), "a red cube", 5.0)
+        assert eps.shape == (2, c, s, s) and torch.isfinite(eps).all()

@@ -62,15 +62,22 @@ class DreamConfig:
     """weight of the mean largest scale (metres; against needle and blob artefacts)"""
     max_gaussians: int = 6000
     densify: DensifyConfig = field(default_factory=lambda: DensifyConfig(
-        grow_grad2d=0.5, grow_scale3d=0.05, prune_opa=0.01, prune_scale3d=0.5, refine_start_iter=100,
-        refine_stop_iter=10**9, refine_every=100, reset_every=10**9))  # fmt: skip
-    densify_until: float = 0.7
-    """fraction of the steps after which the Gaussians are no longer cloned or split"""
+        grow_grad2d=0.5, grow_scale3d=0.05, prune_opa=0.01, refine_start_iter=100, refine_stop_iter=10**9,
+        refine_every=100, reset_every=10**9))  # fmt: skip
+    """``grow_grad2d`` is for a 32 px prior: the SDS loss sums over pixels, so the accumulated
+    screen-space gradient grows with the pixel count, and the threshold is scaled by (size / 32)^2"""
+    densify_until: float = 0.9
+    """fraction of the steps after which the Gaussians are no longer cloned or split (pruning goes on)"""
     cameras: CameraRanges = field(default_factory=CameraRanges)
     seed: int = 0
     threads: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        for name in ("guidance", "guidance2", "lr_means", "opacity_reg", "scale_reg"):
+            v = getattr(self, name)
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name}: must be finite and >= 0, got {v}")
         if self.steps < 1:
             raise ValueError(f"steps: must be >= 1, got {self.steps}")
         if not 0.0 <= self.stage2_fraction < 1.0:
@@ -115,19 +122,21 @@ class Dreamer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.device = torch.device(cfg.device)
         if priors is None:
-            if all(str(s) == "builtin" or str(s).endswith(".safetensors") for s in (cfg.prior, cfg.latent_prior)):
+            used = [cfg.prior] + ([cfg.latent_prior] if cfg.stage2_fraction > 0 else [])
+            if any(str(s) == "builtin" or str(s).endswith(".safetensors") for s in used):
                 parse_prompt(cfg.prompt)  # the tiny priors know a fixed vocabulary: fail before any work
             pixel = load_prior(cfg.prior, "pixel")
             latent = load_prior(cfg.latent_prior, "latent") if cfg.stage2_fraction > 0 else None
             priors = (pixel, latent)
-        self.priors = priors
-        self.model = initial_gaussians(cfg)
-        self.bg_param = torch.nn.Parameter(torch.zeros(3)) if cfg.background == "learned" else None  # logits
+        self.priors = tuple(p.to(self.device) if p is not None and hasattr(p, "to") else p for p in priors)
+        self.model = initial_gaussians(cfg).to(self.device)
+        self.bg_param = torch.nn.Parameter(torch.zeros(3, device=self.device)) if cfg.background == "learned" else None
         self.opt = make_optimizer(self.model, self.lrs(0))
         if self.bg_param is not None:
             self.opt.add_param_group({"params": [self.bg_param], "lr": 0.01, "name": "background"})
-        self.state = DensifyState(len(self.model))
+        self.state = DensifyState(len(self.model), self.device)
         self.step = 0
         self.log: list[dict] = []
 
@@ -140,9 +149,9 @@ class Dreamer:
 
     def background(self, n: int) -> torch.Tensor:
         if self.cfg.background == "random":
-            return torch.rand(n, 3, generator=self.gen)
+            return torch.rand(n, 3, generator=self.gen).to(self.device)
         if self.cfg.background == "white":
-            return torch.ones(n, 3)
+            return torch.ones(n, 3, device=self.device)
         return torch.sigmoid(self.bg_param).expand(n, 3)
 
     def train_step(self) -> dict:
@@ -154,15 +163,15 @@ class Dreamer:
             if group["name"] in ("means", "log_scales", "quats", "opacity_logits", "sh0", "shN"):
                 group["lr"] = self.lrs(self.step)[group["name"]]
         size = prior.image_size
-        cams = _stack(sample_cameras(c.batch, size, c.cameras, self.gen))
+        cams = _stack(sample_cameras(c.batch, size, c.cameras, self.gen)).to(self.device)
         bg = self.background(c.batch)
-        out = rasterize(self.model, cams, background=bg, backend="torch", sh_degree=0)
+        out = rasterize(self.model, cams, background=bg, backend="auto", sh_degree=0)
         out["means2d"].retain_grad()
         x = prior.encode(out["rgb"].permute(0, 3, 1, 2))
         progress = self.step / max(c.steps - 1, 1)
         n_t = prior.alphas_cumprod.shape[0]
         t = c.time_schedule.sample(progress, n_t, c.batch, self.gen)
-        noise = torch.randn(x.shape, generator=self.gen)
+        noise = torch.randn(x.shape, generator=self.gen).to(x.device)
         sds = score_distillation_loss(x, lambda xt, tt: prior.predict_noise(xt, tt, c.prompt, guidance),
                                       prior.alphas_cumprod, t, noise, c.weighting, c.grad_clip)  # fmt: skip
         loss = sds.loss
@@ -179,14 +188,15 @@ class Dreamer:
         self.opt.step()
         self.step += 1
         info = {"cloned": 0, "split": 0, "pruned": 0, "reset": 0}
-        if self.step <= c.densify_until * c.steps and len(self.model) < c.max_gaussians:
-            info = refine_step(self.model, self.opt, self.state, self.step, c.densify, 1.0, self.gen)
-        elif self.step % c.densify.refine_every == 0:  # keep pruning transparent Gaussians
-            no_growth = DensifyConfig(**{**asdict(c.densify), "grow_grad2d": math.inf})
-            info = refine_step(self.model, self.opt, self.state, self.step, no_growth, 1.0, self.gen)
+        grow = c.densify.grow_grad2d * (size / 32) ** 2
+        if not (self.step <= c.densify_until * c.steps and len(self.model) < c.max_gaussians):
+            grow = math.inf  # no more growth; transparent Gaussians are still pruned
+        dcfg = DensifyConfig(**{**asdict(c.densify), "grow_grad2d": grow})
+        info = refine_step(self.model, self.opt, self.state, self.step, dcfg, 1.0, self.gen)
         rec = {"step": self.step, "stage": stage, "sds": float(sds.loss.detach()), "loss": float(loss.detach()),
                "t_mean": float(t.float().mean()), "t_max": c.time_schedule.t_max(progress) * (n_t - 1),
-               "gaussians": len(self.model), **info}  # fmt: skip
+               "gaussians": len(self.model), "opacity_mean": float(self.model.opacities.detach().mean()),
+               "alpha_mean": float(out["alpha"].detach().mean()), **info}  # fmt: skip
         return rec
 
     def run(self, progress: bool = True, log_every: int = 10) -> dict:
@@ -209,10 +219,11 @@ class Dreamer:
 
     def render_views(self, cams: list[Camera], background=(1.0, 1.0, 1.0)) -> np.ndarray:
         frames = []
+        bg = torch.tensor(background, device=self.device)
         with torch.no_grad():
             for cam in cams:
-                rgb = rasterize(self.model, cam, background=torch.tensor(background), backend="torch", sh_degree=0)
-                frames.append((rgb["rgb"].clamp(0, 1).numpy() * 255).round().astype(np.uint8))
+                rgb = rasterize(self.model, cam.to(self.device), background=bg, backend="auto", sh_degree=0)
+                frames.append((rgb["rgb"].clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8))
         return np.stack(frames)
 
     def save_outputs(self, out: Path, result: dict, video_frames: int = 48, size: int = 128) -> dict:
@@ -238,7 +249,8 @@ class Dreamer:
         prompt = None
         with contextlib.suppress(ValueError):  # a free-form prompt (diffusers priors): no verdict
             prompt = parse_prompt(self.cfg.prompt)
-        verdict = judge(self.model, prompt).as_dict()
+        verdict = judge(self.model.cpu(), prompt).as_dict()
+        self.model.to(self.device)
         report = {"config": json.loads(json.dumps(asdict(self.cfg), default=str)), "result": result,
                   "judge": verdict, "losses": self.log}  # fmt: skip
         save_json(report, out / "dream.json")

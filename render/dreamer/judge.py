@@ -3,11 +3,14 @@
 Independent of every prior: it only renders the Gaussians (our rasterizer) and compares
 
 - **colour**: each foreground pixel (alpha > 0.5, colour un-premultiplied) votes for the nearest
-  named colour of :data:`render.dreamer.scenes.COLOURS` in chromaticity (rgb / its sum) — a colour
-  histogram; brightness does not vote;
+  named colour of :data:`render.dreamer.scenes.COLOURS` in chromaticity (rgb / its sum), or for
+  "grey" when its HSV saturation is under 0.3 — a colour histogram; a colour wins only with at
+  least half of the votes (else "none"), so a grey or multicoloured object matches no prompt;
 - **shape**: the silhouette in each view against the ground-truth primitives' silhouettes from the
   same camera (:func:`render.dreamer.scenes.primitive_gaussians`, both sizes), by IoU after
-  centring and scaling both masks to the same area (so a too-small cube is still a cube);
+  centring and scaling both masks to the same area (so a too-small cube is still a cube); the best
+  shape must beat the second by ``SHAPE_MARGIN`` in mean IoU, else the shape is "ambiguous"
+  (ground-truth primitives are separated by about 0.1);
 - **saturation**: mean HSV saturation of the foreground;
 - **view consistency**: the fraction of views whose own colour vote and best silhouette both match.
 """
@@ -24,6 +27,13 @@ from render.dreamer.scenes import COLOURS, SHAPES, SIZES, CameraRanges, Prompt, 
 from render.gaussians.model import GaussianModel
 from render.gaussians.rasterize import rasterize_torch
 from worldline import Camera
+
+JUDGE_VERSION = 2
+"""bumped when the judge's rules change (cached benchmark runs are then redone)"""
+SHAPE_MARGIN = 0.03
+GREY_SATURATION = 0.3
+MIN_PIXELS = 16
+"""a view with fewer foreground pixels has no silhouette (and its shape vote is void)"""
 
 
 def judge_cameras(n: int = 8, size: int = 64, seed: int = 1234) -> list[Camera]:
@@ -45,7 +55,7 @@ def _normalise_mask(mask: Tensor, size: int = 32) -> Tensor:
     """Centre the mask on its centroid and scale it so its area is a fixed fraction of the frame."""
     m = mask.float()
     area = m.sum()
-    if area < 4:
+    if area < MIN_PIXELS:
         return torch.zeros(size, size, dtype=torch.bool)
     h, w = m.shape
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
@@ -86,6 +96,8 @@ class Verdict:
     """fraction of foreground pixels voting for ``colour``"""
     shape_iou: dict[str, float]
     """mean best silhouette IoU per shape"""
+    shape_margin: float
+    """best minus second-best mean IoU"""
     saturation: float
     coverage: float
     """mean foreground fraction of the views"""
@@ -108,17 +120,18 @@ def judge(
     names = list(COLOURS)
     ref = torch.tensor([COLOURS[n] for n in names])
     ref = ref / ref.sum(-1, keepdim=True)
-    colour_votes = torch.zeros(len(cams), len(names))
+    colour_votes = torch.zeros(len(cams), len(names) + 1)  # the last: grey
     sats = []
     for v in range(len(cams)):
         px = rgb[v][fg[v]] / alpha[v][fg[v]][:, None].clamp_min(1e-6)
         if len(px) == 0:
             continue
         chroma = px / px.sum(-1, keepdim=True).clamp_min(1e-6)
-        votes = torch.cdist(chroma, ref).argmin(-1)
-        colour_votes[v] = torch.bincount(votes, minlength=len(names)).float()
         mx, mn = px.amax(-1), px.amin(-1)
-        sats.append(((mx - mn) / mx.clamp_min(1e-6)).mean())
+        sat = (mx - mn) / mx.clamp_min(1e-6)
+        votes = torch.where(sat < GREY_SATURATION, len(names), torch.cdist(chroma, ref).argmin(-1))
+        colour_votes[v] = torch.bincount(votes, minlength=len(names) + 1).float()
+        sats.append(sat.mean())
     templates = _templates(cams, (n_views, size, seed))
     ious = torch.zeros(len(cams), len(SHAPES))
     for v in range(len(cams)):
@@ -126,22 +139,34 @@ def judge(
         for s, shape in enumerate(SHAPES):
             ious[v, s] = max(_iou(m, t[v]) for t in templates[shape])
     total = colour_votes.sum(0)
-    colour = names[int(total.argmax())] if total.sum() > 0 else "none"  # "none": nothing was drawn
-    shape = SHAPES[int(ious.mean(0).argmax())] if fg.any() else "none"
+    share = float(total.max() / total.sum()) if total.sum() > 0 else 0.0
+    colour = (names + ["grey"])[int(total.argmax())] if share >= 0.5 else "none"
+    has_shape = fg.sum((1, 2)) >= MIN_PIXELS
+    mean_iou = ious[has_shape].mean(0) if has_shape.any() else torch.zeros(len(SHAPES))
+    top = torch.topk(mean_iou, 2)
+    margin = float(top.values[0] - top.values[1])
+    shape = "none" if not has_shape.any() else SHAPES[int(top.indices[0])] if margin >= SHAPE_MARGIN else "ambiguous"
     per_view = match = None
     if prompt is not None:
         ok = []
         for v in range(len(cams)):
-            cv = names[int(colour_votes[v].argmax())] if colour_votes[v].sum() > 0 else None
-            sv = SHAPES[int(ious[v].argmax())] if fg[v].any() else None
+            votes = colour_votes[v]
+            cv = (names + ["grey"])[int(votes.argmax())] if votes.sum() > 0 and votes.max() >= votes.sum() / 2 else None
+            top_v = torch.topk(ious[v], 2)
+            sv = (
+                SHAPES[int(top_v.indices[0])]
+                if has_shape[v] and top_v.values[0] - top_v.values[1] >= SHAPE_MARGIN
+                else None
+            )
             ok.append((prompt.colour is None or cv == prompt.colour) and (prompt.shape is None or sv == prompt.shape))
         per_view = sum(ok) / len(ok)
         match = (prompt.colour is None or colour == prompt.colour) and (prompt.shape is None or shape == prompt.shape)
     return Verdict(
         colour=colour,
         shape=shape,
-        colour_share=float(total.max() / total.sum().clamp_min(1)),
-        shape_iou={s: float(ious[:, i].mean()) for i, s in enumerate(SHAPES)},
+        colour_share=share,
+        shape_iou={s: float(mean_iou[i]) for i, s in enumerate(SHAPES)},
+        shape_margin=margin,
         saturation=float(torch.stack(sats).mean()) if sats else 0.0,
         coverage=float(fg.float().mean()),
         per_view_match=per_view,

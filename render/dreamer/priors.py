@@ -40,7 +40,18 @@ def load_prior(spec: str | Path, space: str):
         elif path.is_dir():
             if not (path / "model_index.json").is_file():
                 raise ValueError(f"{path}: not a diffusers pipeline folder (no model_index.json)")
+            import json
+
+            try:
+                kind = json.loads((path / "model_index.json").read_text()).get("_class_name", "")
+            except (json.JSONDecodeError, AttributeError):
+                raise ValueError(f"{path}/model_index.json: not valid JSON") from None
+            want = "IFPipeline" if space == "pixel" else "StableDiffusionPipeline"
+            if kind != want:
+                raise ValueError(f"{path}: a {kind or 'unknown'} folder, but the {space} prior needs a {want}")
             prior = IFPixelPrior(path) if space == "pixel" else SDLatentPrior(path)
+        elif path.is_file():
+            raise ValueError(f"{path}: expected a tiny-prior .safetensors file or a diffusers pipeline folder")
         else:
             raise FileNotFoundError(
                 f"{path}: no such prior (give 'builtin', a tiny-prior .safetensors or a diffusers folder)"
@@ -70,6 +81,9 @@ class _DiffusersPrior:
         for m in (pipe.unet, pipe.text_encoder, getattr(pipe, "vae", None)):
             if m is not None:
                 m.eval().requires_grad_(False)
+        kind = pipe.scheduler.config.get("prediction_type", "epsilon")
+        if kind != "epsilon":
+            raise ValueError(f"{type(pipe).__name__}: prediction_type {kind!r} is not supported (only epsilon)")
         self.alphas_cumprod = pipe.scheduler.alphas_cumprod.double()
         self._cache: dict[str, tuple[Tensor, Tensor]] = {}
 
@@ -95,6 +109,12 @@ class _DiffusersPrior:
 
     def predict_noise(self, x_t: Tensor, t: Tensor, text: str, guidance_scale: float = 7.5) -> Tensor:
         return self._eps(x_t, t, text, guidance_scale)
+
+    def to(self, device):
+        self.pipe.to(device)
+        self.alphas_cumprod = self.alphas_cumprod.to(device)
+        self._cache.clear()
+        return self
 
 
 class IFPixelPrior(_DiffusersPrior):

@@ -76,7 +76,10 @@ def score_distillation_loss(
     without gradient; only ``x`` receives one."""
     if x.ndim != 4:
         raise ValueError(f"x: expected [B, C, H, W], got shape {tuple(x.shape)}")
-    t = torch.as_tensor(t, device=x.device).long().reshape(-1).expand(x.shape[0])
+    t = torch.as_tensor(t, device=x.device).long().reshape(-1)
+    if t.numel() not in (1, x.shape[0]):
+        raise ValueError(f"t: expected 1 or {x.shape[0]} timesteps (the batch), got {t.numel()}")
+    t = t.expand(x.shape[0])
     if int(t.min()) < 0 or int(t.max()) >= alphas_cumprod.shape[0]:
         raise ValueError(f"t: timesteps must lie in [0, {alphas_cumprod.shape[0] - 1}], got {t.tolist()}")
     if noise is None:
@@ -135,6 +138,8 @@ class TimeSchedule:
             raise ValueError(f"time schedule: need 0 <= end <= start <= 1, got start={self.start} end={self.end}")
         if self.steps < 1:
             raise ValueError(f"time schedule: steps must be >= 1, got {self.steps}")
+        if self.t_min is not None and not 0.0 <= self.t_min <= self.start:
+            raise ValueError(f"time schedule: t_min must be in [0, start={self.start}], got {self.t_min}")
 
     @property
     def low(self) -> float:

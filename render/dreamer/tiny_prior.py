@@ -260,7 +260,10 @@ class TinyPrior(nn.Module):
             raise ValueError(f"{path}: bad 'config' metadata: {exc}") from None
         prior = cls(cfg)
         state = {k: v.float() for k, v in load_weights(path).items()}
-        missing, unexpected = prior.unet.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = prior.unet.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            raise ValueError(f"{path}: weights do not match the config: {str(exc).splitlines()[-1].strip()}") from None
         if missing or unexpected:
             raise ValueError(
                 f"{path}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})"

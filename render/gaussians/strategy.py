@@ -76,8 +76,11 @@ def make_optimizer(model: GaussianModel, lrs: dict[str, float]) -> torch.optim.A
 def _edit(model: GaussianModel, opt: torch.optim.Adam, fn_param, fn_state) -> None:
     """Replace every parameter by ``fn_param(name, tensor)`` and its Adam moments by ``fn_state``."""
     new = {}
+    per_gaussian = set(model.parameter_dict())
     for group in opt.param_groups:
         name = group["name"]
+        if name not in per_gaussian:  # e.g. a learned background: not one row per Gaussian
+            continue
         old = group["params"][0]
         p = torch.nn.Parameter(fn_param(name, old.detach()))
         state = opt.state.pop(old, None)

@@ -7,6 +7,11 @@ held-out (colour, shape) prompts the priors never saw together. Three arms on th
 
     python tools/bench/dream_eval.py                          # 5 prompts x 3 arms x 2 seeds
     python tools/bench/dream_eval.py --seeds 0 1 2 --steps 400
+    python tools/bench/dream_eval.py --prompts train --set lr_opacities=0.005 --out outputs/bench/dream_val.json
+
+``--prompts train`` judges five *training* captions instead: the validation set on which settings
+are chosen, so that the held-out prompts are not used for tuning. ``--set KEY=VALUE`` overrides a
+``DreamConfig`` field in every arm.
 
 Prints a table and writes ``outputs/bench/dream_eval.json``: per run the judge's verdict (colour,
 shape, match, saturation, view consistency = per-view match rate); per arm the match count and
@@ -26,9 +31,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from render.dreamer.dream import DreamConfig, Dreamer  # noqa: E402
-from render.dreamer.judge import judge  # noqa: E402
+from render.dreamer.judge import JUDGE_VERSION, judge  # noqa: E402
 from render.dreamer.priors import load_prior  # noqa: E402
 from render.dreamer.scenes import HELD_OUT, Prompt  # noqa: E402
+
+VALIDATION = (("red", "cube"), ("blue", "sphere"), ("green", "cylinder"), ("yellow", "sphere"), ("cyan", "cube"))
+"""training (colour, shape) pairs for choosing settings"""
 from worldline.io import load_json, save_json  # noqa: E402
 from worldline.runtime import retain_freed_memory  # noqa: E402
 
@@ -49,28 +57,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--guidance", type=float, default=5.0)
+    p.add_argument("--prompts", choices=["heldout", "train"], default="heldout")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="DreamConfig overrides")
     p.add_argument("--out", type=Path, default=Path("outputs/bench/dream_eval.json"))
     a = p.parse_args(argv)
+    overrides = {}
+    for item in a.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in DreamConfig.__dataclass_fields__:
+            p.error(f"--set {item!r}: expected KEY=VALUE with KEY a DreamConfig field")
+        default = DreamConfig.__dataclass_fields__[key].default
+        if not isinstance(default, (int, float, str)) or isinstance(default, bool):
+            p.error(f"--set {key}: only number and text fields can be set")
+        try:
+            overrides[key] = type(default)(value)
+        except ValueError:
+            p.error(f"--set {item!r}: expected a {type(default).__name__}")
+    prompts = HELD_OUT if a.prompts == "heldout" else VALIDATION
     retain_freed_memory()
     priors = (load_prior("builtin", "pixel"), load_prior("builtin", "latent"))
     report = load_json(a.out) if a.out.is_file() else {"runs": {}}
-    if report.get("settings", {}).get("steps", a.steps) != a.steps:
-        report = {"runs": {}}  # another budget: start over
-    report["settings"] = {
-        "steps": a.steps,
-        "guidance": a.guidance,
-        "seeds": a.seeds,
-        "arms": {k: ARMS[k] for k in a.arms},
-    }
+    settings = {"steps": a.steps, "guidance": a.guidance, "prompts": a.prompts, "overrides": overrides,
+                "judge": JUDGE_VERSION}  # fmt: skip
+    if {k: report.get("settings", {}).get(k) for k in settings} != settings:
+        report = {"runs": {}}  # other settings: start over
+    report["settings"] = {**settings, "seeds": a.seeds, "arms": {k: ARMS[k] for k in a.arms}}
     for arm in a.arms:
-        for colour, shape in HELD_OUT:
+        for colour, shape in prompts:
             prompt = Prompt(colour, shape)
             for seed in a.seeds:
                 key = f"{arm}/{prompt.text}/{seed}"
                 if key in report["runs"]:
                     continue
                 cfg = DreamConfig(prompt=prompt.text, steps=a.steps, seed=seed, guidance=a.guidance,
-                                  guidance2=a.guidance, **ARMS[arm])  # fmt: skip
+                                  guidance2=a.guidance, **{**ARMS[arm], **overrides})  # fmt: skip
                 t0 = time.perf_counter()
                 d = Dreamer(cfg, priors=(priors[0], priors[1] if cfg.stage2_fraction > 0 else None))
                 d.run(progress=False)

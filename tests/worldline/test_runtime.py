@@ -19,15 +19,18 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
-def test_retained_memory_stops_page_faults_on_reuse():
-    """With glibc's defaults an 8 MiB temporary is mmap'ed and unmapped each time (about 2048 page
-    faults per allocation); retained, only the heap's first growth faults."""
+def test_retained_memory_keeps_page_faults_low():
+    """Retained, a loop of 8 MiB temporaries faults only while the heap first grows (a few thousand
+    pages), not on every allocation (50 x 2048 pages). glibc's own adaptive threshold sometimes
+    achieves that too and sometimes not (6k and 71k faults were both seen for the default), so the
+    default is printed, not asserted."""
     faults = {}
     for on in ("0", "1"):
         out = subprocess.run([sys.executable, "-c", SNIPPET, on], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         faults[on] = int(out.stdout.split()[-1])
-    assert faults["1"] * 4 < faults["0"], faults  # measured: 8192 (first growth of the heap) vs 71176
+    print(faults)
+    assert faults["1"] <= 4 * 2048 + 1024, faults  # at most the first growth: 4 x 8 MiB of pages
 
 
 def test_retain_freed_memory_rejects_bad_limits():

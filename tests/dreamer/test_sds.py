@@ -89,3 +89,12 @@ def test_time_schedules():
     with pytest.raises(ValueError, match="end <= start"):
         TimeSchedule("linear", start=0.1, end=0.5)
     assert math.isclose(TimeSchedule("linear", t_min=0.3).t_max(1.0), 0.3)
+
+
+def test_bad_timestep_inputs_are_one_line_errors():
+    abar = _schedule()
+    x = torch.zeros(3, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="expected 1 or 3 timesteps"):
+        score_distillation_loss(x, _prior, abar, torch.tensor([5, 6]))
+    with pytest.raises(ValueError, match="t_min must be in"):
+        TimeSchedule("linear", t_min=1.5)

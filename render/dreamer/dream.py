@@ -11,9 +11,11 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+import tyro
 
 from render.dreamer.priors import load_prior
 from render.dreamer.scenes import CameraRanges, orbit_camera, parse_prompt, sample_cameras
@@ -26,7 +28,7 @@ from worldline import Camera
 
 @dataclass
 class DreamConfig:
-    prompt: str = "a red cube"
+    prompt: Annotated[str, tyro.conf.Positional] = "a red cube"
     steps: int = 600
     stage2_fraction: float = 0.3
     """the last fraction of the steps distils from the latent prior (0: stage 1 only)"""
@@ -35,13 +37,17 @@ class DreamConfig:
     latent_prior: str = "builtin"
     """latent-space prior for stage 2: "builtin" or a path (tiny-prior safetensors, or a diffusers SD folder)"""
     guidance: float = 5.0
+    """classifier-free guidance scale, stage 1"""
     guidance2: float = 5.0
+    """classifier-free guidance scale, stage 2"""
     schedule: str = "linear"
+    """time annealing: linear, sqrt, step, or fixed (no annealing)"""
     t_start: float = 0.98
     t_end: float = 0.02
     t_min: float | None = None
     schedule_steps: int = 4
     weighting: str = "sds"
+    """w(t): sds (1 - abar), uniform, or fantasia (sqrt(abar) (1 - abar))"""
     grad_clip: float | None = None
     batch: int = 4
     """views per step"""

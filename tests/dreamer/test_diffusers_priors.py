@@ -26,6 +26,14 @@ def _tokenizer(path, max_length=12):
     return fast
 
 
+def _saved(pipe, path):
+    pipe.save_pretrained(path)
+    for m in pipe.components.values():
+        if isinstance(m, torch.nn.Module):
+            m.eval()  # freshly built modules are in training mode (T5's dropout)
+    return pipe
+
+
 def _if_pipeline(path):
     torch.manual_seed(0)
     text = transformers.T5EncoderModel(transformers.T5Config(vocab_size=len(WORDS) + 3, d_model=32, d_ff=37, d_kv=8,
@@ -44,11 +52,7 @@ def _if_pipeline(path):
     pipe = diffusers.IFPipeline(tokenizer=_tokenizer(path), text_encoder=text, unet=unet, scheduler=sched,
                                 safety_checker=None, feature_extractor=None, watermarker=None,
                                 requires_safety_checker=False)  # fmt: skip
-    pipe.save_pretrained(path)
-    for m in pipe.components.values():
-        if isinstance(m, torch.nn.Module):
-            m.eval()  # freshly built modules are in training mode (T5's dropout)
-    return pipe
+    return _saved(pipe, path)
 
 
 def _sd_pipeline(path):
@@ -70,11 +74,7 @@ def _sd_pipeline(path):
     pipe = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=_tokenizer(path), unet=unet,
                                              scheduler=sched, safety_checker=None, feature_extractor=None,
                                              requires_safety_checker=False)  # fmt: skip
-    pipe.save_pretrained(path)
-    for m in pipe.components.values():
-        if isinstance(m, torch.nn.Module):
-            m.eval()  # freshly built modules are in training mode (T5's dropout)
-    return pipe
+    return _saved(pipe, path)
 
 
 def _check_guidance(prior, pipe, x_t, t, channels):

@@ -230,9 +230,11 @@ class TinyPrior(nn.Module):
             eps = self.predict_noise(x, torch.full((n,), t, device=dev), text, guidance_scale)
             a = abar[t]
             x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
-            if self.autoencoder is None:  # pixel space: clip to the data range, as DDPM samplers do
-                x0 = x0.clamp(-1, 1)
-                eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+            # clip x0 to the data range, as DDPM samplers do; for latents, clip the decoded image and
+            # re-encode (encode(decode(z)) == z, so this only removes what lies outside the range)
+            x0 = x0.clamp(-1, 1) if self.autoencoder is None else self.autoencoder.encode(
+                self.autoencoder.decode(x0).clamp(-1, 1))  # fmt: skip
+            eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
             a_prev = abar[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0)
             x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
         return self.decode(x)

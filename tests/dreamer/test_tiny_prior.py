@@ -55,11 +55,17 @@ def test_guidance_is_linear_between_unconditional_and_conditional():
     assert (cond - uncond).abs().max() > 1e-3  # the caption matters
 
 
-def test_ddim_sampler_recovers_the_clean_image_of_an_oracle():
+@pytest.mark.parametrize("space", ["pixel", "latent"])
+def test_ddim_sampler_recovers_the_clean_image_of_an_oracle(space):
     """With eps_hat = (x_t - sqrt(abar) x0) / sqrt(1 - abar) for a fixed x0, deterministic DDIM
-    lands on x0 from any start."""
-    prior = TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16))
-    x0 = torch.rand(1, 3, 32, 32) * 1.6 - 0.8
+    (with its x0 clipping) lands on x0 from any start; in latent space x0 is the Haar code of an
+    image in range and the decoded sample is that image's projection."""
+    prior = TinyPrior(TinyPriorConfig(space=space, channels=[8, 16, 16], emb_dim=16))
+    img = torch.rand(1, 3, 32, 32) * 1.6 - 0.8
+    if space == "latent":
+        img = HaarAutoencoder().decode(HaarAutoencoder().encode(img))  # in the subspace (and in range)
+        assert img.abs().max() < 1
+    x0 = prior.encode((img + 1) / 2)
     abar = prior.alphas_cumprod.float()
 
     def oracle(x_t, t, text, guidance_scale=1.0):
@@ -68,7 +74,7 @@ def test_ddim_sampler_recovers_the_clean_image_of_an_oracle():
 
     prior.predict_noise = oracle
     out = prior.sample("a red cube", 3, steps=20, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(out, ((x0 + 1) / 2).expand(3, -1, -1, -1), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out, ((img + 1) / 2).expand(3, -1, -1, -1), atol=1e-4, rtol=0)
 
 
 def test_save_load_round_trip_and_errors(tmp_path):

@@ -46,6 +46,9 @@ class DreamConfig:
     t_end: float = 0.02
     t_min: float | None = None
     schedule_steps: int = 4
+    restart_schedule: bool = False
+    """stage 2 runs the time schedule again over its own steps (t_max from t_start down to t_end)
+    instead of continuing stage 1's, so the latent prior also sees large noise levels"""
     weighting: str = "sds"
     """w(t): sds (1 - abar), uniform, or fantasia (sqrt(abar) (1 - abar))"""
     grad_clip: float | None = None
@@ -105,6 +108,16 @@ class DreamConfig:
     @property
     def stage1_steps(self) -> int:
         return self.steps - int(round(self.stage2_fraction * self.steps))
+
+    def schedule_progress(self, step: int) -> float:
+        """Where the time schedule is at ``step`` (0-based): over the whole run, or per stage with
+        ``restart_schedule``."""
+        if not self.restart_schedule or self.stage2_fraction == 0:
+            return step / max(self.steps - 1, 1)
+        n1 = self.stage1_steps
+        if step < n1:
+            return step / max(n1 - 1, 1)
+        return (step - n1) / max(self.steps - n1 - 1, 1)
 
 
 def _stack(cams: list[Camera]) -> Camera:
@@ -174,7 +187,7 @@ class Dreamer:
         out = rasterize(self.model, cams, background=bg, backend="auto", sh_degree=0)
         out["means2d"].retain_grad()
         x = prior.encode(out["rgb"].permute(0, 3, 1, 2))
-        progress = self.step / max(c.steps - 1, 1)
+        progress = c.schedule_progress(self.step)
         n_t = prior.alphas_cumprod.shape[0]
         t = c.time_schedule.sample(progress, n_t, c.batch, self.gen)
         noise = torch.randn(x.shape, generator=self.gen).to(x.device)

@@ -99,6 +99,25 @@ def test_the_prior_sees_annealed_timesteps():
     assert ts[-20:].mean() > 350 and ts.max() > 900
 
 
+def test_restart_schedule_anneals_again_in_stage_2():
+    """With ``restart_schedule`` the latent prior's first timesteps are large again (t_max back at
+    0.98) and fall to t_min by the end; without it stage 2 continues below stage 1's last t_max."""
+    seen = {}
+    for restart in (False, True):
+        pixel, latent = OraclePrior(COLOURS["red"]), OraclePrior(COLOURS["red"], space="latent")
+        cfg = _cfg(steps=80, stage2_fraction=0.5, batch=4, init_points=100, restart_schedule=restart)
+        Dreamer(cfg, priors=(pixel, latent)).run(progress=False)
+        seen[restart] = (torch.stack(pixel.ts).float(), torch.stack(latent.ts).float())
+    s1, s2 = seen[False]
+    assert s1.shape == s2.shape == (40, 4)
+    assert s2.max() <= (0.98 - 0.96 * 40 / 79) * 999 + 1  # continues: t_max at progress 40/79
+    r1, r2 = seen[True]
+    hi = torch.tensor([0.98 - 0.96 * i / 39 for i in range(40)]) * 999
+    for ts in (r1, r2):  # each stage walks t_max from 0.98 to 0.02 over its own 40 steps
+        assert (ts <= hi[:, None] + 1).all() and (ts >= 0.02 * 999 - 1).all()
+    assert r2[:8].mean() > 350 and r2[-8:].mean() < 100 and (r2[-1] <= 21).all()
+
+
 def test_learned_background_survives_densification():
     d = Dreamer(_cfg(steps=60, background="learned"), priors=(OraclePrior(COLOURS["red"]), None))
     before = d.bg_param.detach().clone()

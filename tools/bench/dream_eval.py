@@ -3,7 +3,8 @@ held-out (colour, shape) prompts the priors never saw together. Three arms on th
 
 - ``anneal2``: linear time annealing (0.98 -> 0.02), two stages (the default of ``render dream``);
 - ``fixed2``: t drawn from the fixed range [0.02, 0.98] throughout, two stages (the SDS baseline);
-- ``anneal1``: linear annealing, stage 1 (image-space prior) only.
+- ``anneal1``: linear annealing, stage 1 (image-space prior) only;
+- ``anneal2r``: linear annealing run again within stage 2 (``restart_schedule``), two stages.
 
     python tools/bench/dream_eval.py                          # 5 prompts x 3 arms x 2 seeds
     python tools/bench/dream_eval.py --seeds 0 1 2 --steps 400
@@ -15,12 +16,14 @@ are chosen, so that the held-out prompts are not used for tuning. ``--set KEY=VA
 
 Prints a table and writes ``outputs/bench/dream_eval.json``: per run the judge's verdict (colour,
 shape, match, saturation, view consistency = per-view match rate); per arm the match count and
-mean +- std over seeds. Runs already in the JSON are reused (delete it to start over).
+mean +- std over seeds. Runs already in the JSON are reused when the settings, the judge's version
+and the built-in priors' weights (sha256) are the same (delete it to start over).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import sys
 import time
@@ -34,6 +37,7 @@ from render.dreamer.dream import DreamConfig, Dreamer  # noqa: E402
 from render.dreamer.judge import JUDGE_VERSION, judge  # noqa: E402
 from render.dreamer.priors import load_prior  # noqa: E402
 from render.dreamer.scenes import HELD_OUT, Prompt  # noqa: E402
+from render.dreamer.tiny_prior import BUILTIN  # noqa: E402
 
 VALIDATION = (("red", "cube"), ("blue", "sphere"), ("green", "cylinder"), ("yellow", "sphere"), ("cyan", "cube"))
 """training (colour, shape) pairs for choosing settings"""
@@ -44,6 +48,7 @@ ARMS = {
     "anneal2": {"schedule": "linear", "stage2_fraction": 0.3},
     "fixed2": {"schedule": "fixed", "stage2_fraction": 0.3},
     "anneal1": {"schedule": "linear", "stage2_fraction": 0.0},
+    "anneal2r": {"schedule": "linear", "stage2_fraction": 0.3, "restart_schedule": True},
 }
 
 
@@ -53,7 +58,7 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--arms", nargs="+", default=["anneal2", "fixed2", "anneal1"], choices=list(ARMS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--guidance", type=float, default=5.0)
@@ -77,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     retain_freed_memory()
     priors = (load_prior("builtin", "pixel"), load_prior("builtin", "latent"))
     report = load_json(a.out) if a.out.is_file() else {"runs": {}}
+    weights = {space: hashlib.sha256(BUILTIN[space].read_bytes()).hexdigest()[:16] for space in BUILTIN}
     settings = {"steps": a.steps, "guidance": a.guidance, "prompts": a.prompts, "overrides": overrides,
-                "judge": JUDGE_VERSION}  # fmt: skip
+                "judge": JUDGE_VERSION, "prior_sha256": weights}  # fmt: skip
     if {k: report.get("settings", {}).get(k) for k in settings} != settings:
         report = {"runs": {}}  # other settings: start over
     report["settings"] = {**settings, "seeds": a.seeds, "arms": {k: ARMS[k] for k in a.arms}}

@@ -98,8 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--views", type=int, default=128, help="renders per training caption")
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--steps", type=int, default=6000, help="optimiser steps of the pixel prior")
-    p.add_argument("--latent-steps", type=int, default=8000,
-                   help="optimiser steps of the latent prior (3x cheaper per step: 16 x 16 inputs)")
+    p.add_argument(
+        "--latent-steps",
+        type=int,
+        default=8000,
+        help="optimiser steps of the latent prior (3x cheaper per step: 16 x 16 inputs)",
+    )
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)

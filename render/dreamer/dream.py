@@ -100,6 +100,10 @@ class DreamConfig:
         if self.batch < 1 or self.init_points < 2:
             raise ValueError(f"batch ({self.batch}) must be >= 1 and init_points ({self.init_points}) >= 2")
         TimeSchedule(self.schedule, self.t_start, self.t_end, self.t_min, self.schedule_steps)  # validates
+        if self.stage1_steps < 1:
+            raise ValueError(f"stage2_fraction: {self.stage2_fraction} of {self.steps} steps leaves no stage-1 step")
+        if self.restart_schedule and self.stage2_fraction == 0:
+            raise ValueError("restart_schedule: needs a stage 2 (stage2_fraction > 0)")
 
     @property
     def time_schedule(self) -> TimeSchedule:
@@ -110,9 +114,10 @@ class DreamConfig:
         return self.steps - int(round(self.stage2_fraction * self.steps))
 
     def schedule_progress(self, step: int) -> float:
-        """Where the time schedule is at ``step`` (0-based): over the whole run, or per stage with
-        ``restart_schedule``."""
-        if not self.restart_schedule or self.stage2_fraction == 0:
+        """Where the time schedule is at ``step`` (0-based), 0 at the first step and 1 at the last:
+        over the whole run, or per stage with ``restart_schedule``. A run (or, with the restart, a
+        stage) of a single step is at 0, the schedule's start."""
+        if not self.restart_schedule:
             return step / max(self.steps - 1, 1)
         n1 = self.stage1_steps
         if step < n1:

@@ -230,8 +230,9 @@ class TinyPrior(nn.Module):
             eps = self.predict_noise(x, torch.full((n,), t, device=dev), text, guidance_scale)
             a = abar[t]
             x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
-            # clip x0 to the data range, as DDPM samplers do; for latents, clip the decoded image and
-            # re-encode (encode(decode(z)) == z, so this only removes what lies outside the range)
+            # clip x0 to the data range, as DDPM samplers do; for latents, clamp the decoded image and
+            # re-encode: the Haar code of the clamped image (its projection back onto the code's
+            # subspace may again leave [-1, 1] a little, so this bounds x0 rather than clips it)
             x0 = x0.clamp(-1, 1) if self.autoencoder is None else self.autoencoder.encode(
                 self.autoencoder.decode(x0).clamp(-1, 1))  # fmt: skip
             eps = (x - a.sqrt() * x0) / (1 - a).sqrt()

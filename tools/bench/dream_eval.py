@@ -4,9 +4,10 @@ held-out (colour, shape) prompts the priors never saw together. Three arms on th
 - ``anneal2``: linear time annealing (0.98 -> 0.02), two stages (the default of ``render dream``);
 - ``fixed2``: t drawn from the fixed range [0.02, 0.98] throughout, two stages (the SDS baseline);
 - ``anneal1``: linear annealing, stage 1 (image-space prior) only;
-- ``anneal2r``: linear annealing run again within stage 2 (``restart_schedule``), two stages.
+- ``anneal2r``: linear annealing run again within stage 2 (``restart_schedule``), two stages;
+- ``fixed1``: the fixed range, stage 1 only.
 
-    python tools/bench/dream_eval.py                          # 5 prompts x 3 arms x 2 seeds
+    python tools/bench/dream_eval.py                          # 5 prompts x 5 arms x 2 seeds
     python tools/bench/dream_eval.py --seeds 0 1 2 --steps 400
     python tools/bench/dream_eval.py --prompts train --set lr_opacities=0.005 --out outputs/bench/dream_val.json
 
@@ -16,17 +17,20 @@ are chosen, so that the held-out prompts are not used for tuning. ``--set KEY=VA
 
 Prints a table and writes ``outputs/bench/dream_eval.json``: per run the judge's verdict (colour,
 shape, match, saturation, view consistency = per-view match rate); per arm the match count and
-mean +- std over seeds. Runs already in the JSON are reused when the settings, the judge's version
-and the built-in priors' weights (sha256) are the same (delete it to start over).
+mean +- std over seeds. A run already in the JSON is reused only when its full ``DreamConfig``, the
+judge's version, the built-in priors' weights and the code of ``render/dreamer`` and
+``render/gaussians`` (sha256) are all the same (delete the JSON to start over).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import statistics
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +48,15 @@ VALIDATION = (("red", "cube"), ("blue", "sphere"), ("green", "cylinder"), ("yell
 from worldline.io import load_json, save_json  # noqa: E402
 from worldline.runtime import retain_freed_memory  # noqa: E402
 
+CODE = sorted((ROOT / "render" / "dreamer").glob("*.py")) + sorted((ROOT / "render" / "gaussians").glob("*.py"))
+"""the code a run depends on: any change to it redoes the cached runs"""
+
 ARMS = {
     "anneal2": {"schedule": "linear", "stage2_fraction": 0.3},
     "fixed2": {"schedule": "fixed", "stage2_fraction": 0.3},
     "anneal1": {"schedule": "linear", "stage2_fraction": 0.0},
     "anneal2r": {"schedule": "linear", "stage2_fraction": 0.3, "restart_schedule": True},
+    "fixed1": {"schedule": "fixed", "stage2_fraction": 0.0},
 }
 
 
@@ -58,7 +66,7 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arms", nargs="+", default=["anneal2", "fixed2", "anneal1"], choices=list(ARMS))
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--guidance", type=float, default=5.0)
@@ -83,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     priors = (load_prior("builtin", "pixel"), load_prior("builtin", "latent"))
     report = load_json(a.out) if a.out.is_file() else {"runs": {}}
     weights = {space: hashlib.sha256(BUILTIN[space].read_bytes()).hexdigest()[:16] for space in BUILTIN}
+    code = hashlib.sha256(b"".join(f.read_bytes() for f in CODE)).hexdigest()[:16]
     settings = {"steps": a.steps, "guidance": a.guidance, "prompts": a.prompts, "overrides": overrides,
-                "judge": JUDGE_VERSION, "prior_sha256": weights}  # fmt: skip
+                "judge": JUDGE_VERSION, "prior_sha256": weights, "code_sha256": code}  # fmt: skip
     if {k: report.get("settings", {}).get(k) for k in settings} != settings:
         report = {"runs": {}}  # other settings: start over
     report["settings"] = {**settings, "seeds": a.seeds, "arms": {k: ARMS[k] for k in a.arms}}
@@ -93,16 +102,17 @@ def main(argv: list[str] | None = None) -> int:
             prompt = Prompt(colour, shape)
             for seed in a.seeds:
                 key = f"{arm}/{prompt.text}/{seed}"
-                if key in report["runs"]:
-                    continue
                 cfg = DreamConfig(prompt=prompt.text, steps=a.steps, seed=seed, guidance=a.guidance,
                                   guidance2=a.guidance, **{**ARMS[arm], **overrides})  # fmt: skip
+                config = json.loads(json.dumps(asdict(cfg), default=str))
+                if report["runs"].get(key, {}).get("config") == config:
+                    continue  # the same run (settings, code, weights): reuse it
                 t0 = time.perf_counter()
                 d = Dreamer(cfg, priors=(priors[0], priors[1] if cfg.stage2_fraction > 0 else None))
                 d.run(progress=False)
                 v = judge(d.model, prompt).as_dict()
                 report["runs"][key] = {"arm": arm, "prompt": prompt.text, "seed": seed, "gaussians": len(d.model),
-                                       "seconds": time.perf_counter() - t0, **v}  # fmt: skip
+                                       "seconds": time.perf_counter() - t0, **v, "config": config}  # fmt: skip
                 print(f"{key:40s} -> {v['colour']:8s} {v['shape']:9s} match={v['match']!s:5s} "
                       f"views={v['per_view_match']:.2f} sat={v['saturation']:.2f} ({time.perf_counter() - t0:.0f} s)",
                       flush=True)  # fmt: skip

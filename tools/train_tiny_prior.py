@@ -7,7 +7,7 @@ solid background. Model: DDPM noise prediction (linear betas, T = 1000), caption
 random (each with p = 0.15, all at once with p = 0.1) so classifier-free guidance and partial
 prompts ("a red cube") work; EMA weights are saved as fp16 safetensors in ``assets/dreamer/``.
 
-    python tools/train_tiny_prior.py                       # both priors, the shipped settings (~35 min)
+    python tools/train_tiny_prior.py                       # both priors, the shipped settings (~37 min)
     python tools/train_tiny_prior.py --space pixel --steps 200 --out-dir /tmp/priors   # a quick look
 
 Writes ``<space>`` weights and a ``tiny_prior_training.json`` with the settings and the loss.

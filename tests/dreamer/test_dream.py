@@ -99,23 +99,38 @@ def test_the_prior_sees_annealed_timesteps():
     assert ts[-20:].mean() > 350 and ts.max() > 900
 
 
+def test_schedule_progress_per_run_and_per_stage():
+    """0 at the first step and 1 at the last: of the run, or of each stage with the restart; a
+    one-step stage sits at the schedule's start. Configs that leave no stage 1, or restart without
+    a stage 2, are one-line errors."""
+    run = DreamConfig(steps=10, stage2_fraction=0.3)  # 7 + 3 steps
+    assert [run.schedule_progress(i) for i in range(10)] == pytest.approx([i / 9 for i in range(10)])
+    per_stage = DreamConfig(steps=10, stage2_fraction=0.3, restart_schedule=True)
+    expected = [i / 6 for i in range(7)] + [0.0, 0.5, 1.0]
+    assert [per_stage.schedule_progress(i) for i in range(10)] == pytest.approx(expected)
+    one = DreamConfig(steps=10, stage2_fraction=0.1, restart_schedule=True)
+    assert one.schedule_progress(8) == 1.0 and one.schedule_progress(9) == 0.0
+    with pytest.raises(ValueError, match="leaves no stage-1 step"):
+        DreamConfig(steps=3, stage2_fraction=0.9)
+    with pytest.raises(ValueError, match="restart_schedule: needs a stage 2"):
+        DreamConfig(stage2_fraction=0.0, restart_schedule=True)
+
+
 def test_restart_schedule_anneals_again_in_stage_2():
-    """With ``restart_schedule`` the latent prior's first timesteps are large again (t_max back at
-    0.98) and fall to t_min by the end; without it stage 2 continues below stage 1's last t_max."""
+    """The timesteps the latent prior is actually asked about: with ``restart_schedule`` they are
+    large again at the start of stage 2 and at t_min at its end; without it they stay below stage
+    1's last t_max."""
     seen = {}
     for restart in (False, True):
         pixel, latent = OraclePrior(COLOURS["red"]), OraclePrior(COLOURS["red"], space="latent")
-        cfg = _cfg(steps=80, stage2_fraction=0.5, batch=4, init_points=100, restart_schedule=restart)
+        cfg = _cfg(steps=40, stage2_fraction=0.5, batch=4, init_points=50, restart_schedule=restart)
         Dreamer(cfg, priors=(pixel, latent)).run(progress=False)
-        seen[restart] = (torch.stack(pixel.ts).float(), torch.stack(latent.ts).float())
-    s1, s2 = seen[False]
-    assert s1.shape == s2.shape == (40, 4)
-    assert s2.max() <= (0.98 - 0.96 * 40 / 79) * 999 + 1  # continues: t_max at progress 40/79
-    r1, r2 = seen[True]
-    hi = torch.tensor([0.98 - 0.96 * i / 39 for i in range(40)]) * 999
-    for ts in (r1, r2):  # each stage walks t_max from 0.98 to 0.02 over its own 40 steps
-        assert (ts <= hi[:, None] + 1).all() and (ts >= 0.02 * 999 - 1).all()
-    assert r2[:8].mean() > 350 and r2[-8:].mean() < 100 and (r2[-1] <= 21).all()
+        seen[restart] = torch.stack(latent.ts).float()  # [20 steps, 4]
+    assert seen[False].shape == seen[True].shape == (20, 4)
+    assert seen[False].max() <= (0.98 - 0.96 * 20 / 39) * 999 + 1  # continues below t_max(20/39) = 0.49
+    hi = torch.tensor([0.98 - 0.96 * i / 19 for i in range(20)]) * 999  # stage 2's own 0.98 -> 0.02
+    assert (seen[True] <= hi[:, None] + 1).all() and (seen[True] >= 0.02 * 999 - 1).all()
+    assert seen[True][:8].max() > 0.6 * 999 and (seen[True][-1] <= 21).all()
 
 
 def test_learned_background_survives_densification():

@@ -55,17 +55,8 @@ def test_guidance_is_linear_between_unconditional_and_conditional():
     assert (cond - uncond).abs().max() > 1e-3  # the caption matters
 
 
-@pytest.mark.parametrize("space", ["pixel", "latent"])
-def test_ddim_sampler_recovers_the_clean_image_of_an_oracle(space):
-    """With eps_hat = (x_t - sqrt(abar) x0) / sqrt(1 - abar) for a fixed x0, deterministic DDIM
-    (with its x0 clipping) lands on x0 from any start; in latent space x0 is the Haar code of an
-    image in range and the decoded sample is that image's projection."""
-    prior = TinyPrior(TinyPriorConfig(space=space, channels=[8, 16, 16], emb_dim=16))
-    img = torch.rand(1, 3, 32, 32) * 1.6 - 0.8
-    if space == "latent":
-        img = HaarAutoencoder().decode(HaarAutoencoder().encode(img))  # in the subspace (and in range)
-        assert img.abs().max() < 1
-    x0 = prior.encode((img + 1) / 2)
+def _oracle_sample(prior: TinyPrior, x0: torch.Tensor) -> torch.Tensor:
+    """DDIM samples when eps_hat = (x_t - sqrt(abar) x0) / sqrt(1 - abar) for a fixed x0."""
     abar = prior.alphas_cumprod.float()
 
     def oracle(x_t, t, text, guidance_scale=1.0):
@@ -73,8 +64,38 @@ def test_ddim_sampler_recovers_the_clean_image_of_an_oracle(space):
         return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
     prior.predict_noise = oracle
-    out = prior.sample("a red cube", 3, steps=20, generator=torch.Generator().manual_seed(0))
+    return prior.sample("a red cube", 3, steps=20, generator=torch.Generator().manual_seed(0))
+
+
+def _image_in_range(space: str) -> torch.Tensor:
+    """A random image in [-0.9, 0.9]; for the latent space, inside the Haar code's subspace."""
+    img = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    if space == "latent":
+        img = HaarAutoencoder().decode(HaarAutoencoder().encode(img))
+    return img * (0.9 / img.abs().max())
+
+
+@pytest.mark.parametrize("space", ["pixel", "latent"])
+def test_ddim_sampler_recovers_the_clean_image_of_an_oracle(space):
+    """Deterministic DDIM lands on the oracle's x0 from any start (in range, clipping changes nothing)."""
+    prior = TinyPrior(TinyPriorConfig(space=space, channels=[8, 16, 16], emb_dim=16))
+    img = _image_in_range(space)
+    out = _oracle_sample(prior, prior.encode((img + 1) / 2))
     torch.testing.assert_close(out, ((img + 1) / 2).expand(3, -1, -1, -1), atol=1e-4, rtol=0)
+
+
+def test_ddim_clips_latent_x0_in_image_space():
+    """An x0 whose image lies far outside [-1, 1] (as under strong guidance): the sampler keeps the
+    Haar code of the clamped image at every step, so the sample is encode(decode(x0).clamp(-1, 1)),
+    not x0 itself (which the final decode would only clamp)."""
+    prior = TinyPrior(TinyPriorConfig(space="latent", channels=[8, 16, 16], emb_dim=16))
+    ae = HaarAutoencoder()
+    x0 = 3.0 * ae.encode(_image_in_range("latent"))
+    out = _oracle_sample(prior, x0)
+    clipped = ((ae.decode(ae.encode(ae.decode(x0).clamp(-1, 1))) + 1) / 2).clamp(0, 1)
+    unclipped = ((ae.decode(x0) + 1) / 2).clamp(0, 1)
+    assert (clipped - unclipped).abs().max() > 0.1  # the two answers differ
+    torch.testing.assert_close(out, clipped.expand(3, -1, -1, -1), atol=1e-4, rtol=0)
 
 
 def test_save_load_round_trip_and_errors(tmp_path):

@@ -1,5 +1,5 @@
 """Text-to-3D with the built-in priors, judged independently (``render.dreamer.judge``) on the five
-held-out (colour, shape) prompts the priors never saw together. Three arms on the same budget:
+held-out (colour, shape) prompts the priors never saw together. Five arms on the same budget:
 
 - ``anneal2``: linear time annealing (0.98 -> 0.02), two stages (the default of ``render dream``);
 - ``fixed2``: t drawn from the fixed range [0.02, 0.98] throughout, two stages (the SDS baseline);

@@ -135,3 +135,28 @@ def test_the_shipped_priors_load_and_fit_the_budget():
         with torch.no_grad():
             eps = prior.predict_noise(torch.randn(2, c, s, s), torch.tensor([10, 900]), "a red cube", 5.0)
         assert eps.shape == (2, c, s, s) and torch.isfinite(eps).all()
+
+
+def test_prior_samples_tool_writes_a_grid_and_rejects_bad_input(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    try:
+        import prior_samples
+    finally:
+        sys.path.pop(0)
+    weights = tmp_path / "p.safetensors"
+    TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16)).save(weights)
+    out = tmp_path / "grid.png"
+    args = ["a red cube", "a blue sphere", "--weights", str(weights), "--n", "3", "--steps", "2", "--out", str(out)]
+    assert prior_samples.main(args) == 0
+    assert Image.open(out).size == (3 * 32 * 3, 2 * 32 * 3)  # n columns x prompts rows, 3x enlarged
+    for bad, msg in ((["a purple cube"], "does not know 'purple'"),
+                     (["a red cube", "--weights", str(tmp_path / "nope.safetensors")], "no such prior weights file"),
+                     (["a red cube", "--weights", str(weights), "--n", "0"], "--n (0)")):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            prior_samples.main(bad)
+        assert exc.value.code == 2 and msg in capsys.readouterr().err

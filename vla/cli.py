@@ -63,12 +63,13 @@ class QuickstartCommand:
     tasks: list[str] = field(default_factory=lambda: ["PickCube"])
     demos: int = 100
     """expert demonstrations per task, each recorded from all 6 training views"""
-    steps: int = 8000
-    """training steps (batch 32)"""
+    steps: int = 4000
+    """training steps (batch 32); 4000 keeps the job under 30 minutes on the slowest 2-core machines
+    seen (3.3 steps/s; README, "Set up and run")"""
     preset: str = "cpu-tiny"
     baseline: str | None = "4d-single"
     """the preset's variant to train (vla.configuration.BASELINES; None: the preset as it is). The
-    default is the current-frame variant: on 2 CPU cores for about 15 minutes the history variant
+    default is the current-frame variant: on 2 CPU cores for 10 to 25 minutes the history variant
     learns less per step and costs 3x as much per step (README, "The main job")"""
     lr: float = 1e-3
     eval_episodes: int = 36

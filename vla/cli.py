@@ -64,13 +64,13 @@ class QuickstartCommand:
     demos: int = 100
     """expert demonstrations per task, each recorded from all 6 training views"""
     steps: int = 4000
-    """training steps (batch 32); 4000 keeps the job under 30 minutes on the slowest 2-core machines
-    seen (3.3 steps/s; README, "Set up and run")"""
+    """training steps (batch 32); about 20 minutes at 3.3 steps/s on a slow 2-core machine, so the
+    whole job takes about 25 minutes there (README, "Set up and run")"""
     preset: str = "cpu-tiny"
     baseline: str | None = "4d-single"
     """the preset's variant to train (vla.configuration.BASELINES; None: the preset as it is). The
-    default is the current-frame variant: on 2 CPU cores for 10 to 25 minutes the history variant
-    learns less per step and costs 3x as much per step (README, "The main job")"""
+    default is the current-frame variant: the history variant costs 3x as much per step, so at the
+    main job's budget it trains a third as many steps (README, "The main job")"""
     lr: float = 1e-3
     eval_episodes: int = 36
     """episodes per task in the training views (spread over the seeds and the 6 views)"""

@@ -20,6 +20,7 @@ import tyro
 from render.dreamer.priors import load_prior
 from render.dreamer.scenes import CameraRanges, orbit_camera, parse_prompt, sample_cameras
 from render.dreamer.sds import WEIGHTINGS, TimeSchedule, score_distillation_loss
+from render.dreamer.tiny_prior import TinyPrior
 from render.gaussians.model import GaussianModel
 from render.gaussians.rasterize import rasterize
 from render.gaussians.strategy import DensifyConfig, DensifyState, make_optimizer, refine_step
@@ -40,6 +41,13 @@ class DreamConfig:
     """classifier-free guidance scale, stage 1"""
     guidance2: float = 5.0
     """classifier-free guidance scale, stage 2"""
+    guidance_mode: str = "joint"
+    """stage 1: "joint" (classifier-free guidance on the whole caption), "composable" (each caption
+    slot guided on its own and the terms added: Composable Diffusion's conjunction; built-in priors
+    only), or "auto" (composable with a built-in prior, joint with a diffusers one)"""
+    guidance_mode2: str = "auto"
+    """stage 2: as ``guidance_mode``. "auto" makes the built-in latent prior composable, chosen on the
+    validation captions (README, "Text-to-3D")"""
     schedule: str = "linear"
     """time annealing: linear, sqrt, step, or fixed (no annealing)"""
     t_start: float = 0.98
@@ -93,6 +101,9 @@ class DreamConfig:
             raise ValueError(f"stage2_fraction: must be in [0, 1), got {self.stage2_fraction}")
         if self.background not in ("random", "white", "learned"):
             raise ValueError(f"background: expected random, white or learned, got {self.background!r}")
+        for name in ("guidance_mode", "guidance_mode2"):
+            if getattr(self, name) not in ("joint", "composable", "auto"):
+                raise ValueError(f"{name}: expected joint, composable or auto, got {getattr(self, name)!r}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting: expected one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if not 0.0 < self.init_opacity < 1.0:
@@ -155,6 +166,12 @@ class Dreamer:
             latent = load_prior(cfg.latent_prior, "latent") if cfg.stage2_fraction > 0 else None
             priors = (pixel, latent)
         self.priors = tuple(p.to(self.device) if p is not None and hasattr(p, "to") else p for p in priors)
+        self.composable = []  # per stage: guide caption slots one by one
+        for name, space, p in zip(("guidance_mode", "guidance_mode2"), ("pixel", "latent"), self.priors):
+            mode, tiny = getattr(cfg, name), isinstance(p, TinyPrior)
+            if mode == "composable" and p is not None and not tiny:
+                raise ValueError(f"{name} composable: needs a built-in (tiny) {space} prior, not a {type(p).__name__}")
+            self.composable.append(mode == "composable" or (mode == "auto" and tiny))
         self.model = initial_gaussians(cfg).to(self.device)
         self.bg_param = torch.nn.Parameter(torch.zeros(3, device=self.device)) if cfg.background == "learned" else None
         self.opt = make_optimizer(self.model, self.lrs(0))
@@ -196,7 +213,8 @@ class Dreamer:
         n_t = prior.alphas_cumprod.shape[0]
         t = c.time_schedule.sample(progress, n_t, c.batch, self.gen)
         noise = torch.randn(x.shape, generator=self.gen).to(x.device)
-        sds = score_distillation_loss(x, lambda xt, tt: prior.predict_noise(xt, tt, c.prompt, guidance),
+        extra = {"composable": True} if self.composable[stage - 1] else {}
+        sds = score_distillation_loss(x, lambda xt, tt: prior.predict_noise(xt, tt, c.prompt, guidance, **extra),
                                       prior.alphas_cumprod, t, noise, c.weighting, c.grad_clip)  # fmt: skip
         loss = sds.loss
         if c.opacity_reg:

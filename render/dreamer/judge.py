@@ -10,7 +10,9 @@ Independent of every prior: it only renders the Gaussians (our rasterizer) and c
   same camera (:func:`render.dreamer.scenes.primitive_gaussians`, both sizes), by IoU after
   centring and scaling both masks to the same area (so a too-small cube is still a cube); the best
   shape must beat the second by ``SHAPE_MARGIN`` in mean IoU, else the shape is "ambiguous"
-  (ground-truth primitives are separated by about 0.1);
+  (ground-truth primitives are separated by about 0.1). A view whose silhouette touches the image
+  border has no shape vote: a cut-off silhouette is not the object's outline (an object blown up
+  to fill the frame would otherwise read as a square, i.e. a cube);
 - **saturation**: mean HSV saturation of the foreground;
 - **view consistency**: the fraction of views whose own colour vote and best silhouette both match.
 """
@@ -28,7 +30,7 @@ from render.gaussians.model import GaussianModel
 from render.gaussians.rasterize import rasterize_torch
 from worldline import Camera
 
-JUDGE_VERSION = 2
+JUDGE_VERSION = 3
 """bumped when the judge's rules change (cached benchmark runs are then redone)"""
 SHAPE_MARGIN = 0.03
 GREY_SATURATION = 0.3
@@ -101,6 +103,8 @@ class Verdict:
     saturation: float
     coverage: float
     """mean foreground fraction of the views"""
+    truncated_views: int
+    """views whose silhouette touches the image border (no shape vote)"""
     per_view_match: float | None
     """view consistency: fraction of views whose own colour and shape both match the prompt"""
     match: bool | None
@@ -141,7 +145,8 @@ def judge(
     total = colour_votes.sum(0)
     share = float(total.max() / total.sum()) if total.sum() > 0 else 0.0
     colour = (names + ["grey"])[int(total.argmax())] if share >= 0.5 else "none"
-    has_shape = fg.sum((1, 2)) >= MIN_PIXELS
+    touches = fg[:, 0, :].any(-1) | fg[:, -1, :].any(-1) | fg[:, :, 0].any(-1) | fg[:, :, -1].any(-1)
+    has_shape = (fg.sum((1, 2)) >= MIN_PIXELS) & ~touches
     mean_iou = ious[has_shape].mean(0) if has_shape.any() else torch.zeros(len(SHAPES))
     top = torch.topk(mean_iou, 2)
     margin = float(top.values[0] - top.values[1])
@@ -169,6 +174,7 @@ def judge(
         shape_margin=margin,
         saturation=float(torch.stack(sats).mean()) if sats else 0.0,
         coverage=float(fg.float().mean()),
+        truncated_views=int(touches.sum()),
         per_view_match=per_view,
         match=match,
     )

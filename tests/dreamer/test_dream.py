@@ -133,6 +133,36 @@ def test_restart_schedule_anneals_again_in_stage_2():
     assert seen[True][:8].max() > 0.6 * 999 and (seen[True][-1] <= 21).all()
 
 
+class _RecordingTinyPrior(TinyPrior):
+    """A small random tiny prior that records how it was asked for eps."""
+
+    def __init__(self, space):
+        super().__init__(TinyPriorConfig(space=space, channels=[8, 16, 16], emb_dim=16))
+        self.modes = []
+
+    def predict_noise(self, x_t, t, text, guidance_scale=1.0, composable=False):
+        self.modes.append(composable)
+        return super().predict_noise(x_t, t, text, guidance_scale, composable)
+
+
+def test_guidance_mode_per_stage_and_its_errors():
+    pixel, latent = _RecordingTinyPrior("pixel").eval(), _RecordingTinyPrior("latent").eval()
+    cfg = _cfg(steps=6, stage2_fraction=0.5, init_points=50, guidance_mode2="composable")
+    Dreamer(cfg, priors=(pixel, latent)).run(progress=False)
+    assert pixel.modes == [False] * 3 and latent.modes == [True] * 3
+    # the defaults: joint in stage 1; "auto" in stage 2, composable with a built-in prior only
+    pixel, latent = _RecordingTinyPrior("pixel").eval(), _RecordingTinyPrior("latent").eval()
+    Dreamer(_cfg(steps=4, stage2_fraction=0.5, init_points=50), priors=(pixel, latent)).run(progress=False)
+    assert pixel.modes == [False] * 2 and latent.modes == [True] * 2
+    oracle = OraclePrior(COLOURS["red"], space="latent")  # stands for a diffusers prior: not a TinyPrior
+    Dreamer(_cfg(steps=4, stage2_fraction=0.5, init_points=50), priors=(pixel, oracle)).run(progress=False)
+    assert oracle.calls == 2  # asked without the composable keyword it does not take
+    with pytest.raises(ValueError, match="guidance_mode2: expected joint, composable or auto, got 'sum'"):
+        DreamConfig(guidance_mode2="sum")
+    with pytest.raises(ValueError, match="guidance_mode composable: needs a built-in .*pixel prior, not a OraclePrior"):
+        Dreamer(_cfg(guidance_mode="composable"), priors=(OraclePrior(COLOURS["red"]), None))
+
+
 def test_learned_background_survives_densification():
     d = Dreamer(_cfg(steps=60, background="learned"), priors=(OraclePrior(COLOURS["red"]), None))
     before = d.bg_param.detach().clone()
@@ -174,6 +204,21 @@ def test_judge_classifies_ground_truth_primitives():
         empty.opacity_logits.fill_(-9.0)  # nothing is drawn
     v = judge(empty, Prompt("red", "cube"), n_views=2)
     assert not v.match and v.coverage == 0 and v.per_view_match == 0 and v.colour == v.shape == "none"
+
+
+def test_judge_ignores_silhouettes_cut_by_the_frame():
+    """A blue sphere blown up to fill every view is not "a blue cube" (its silhouette is the square
+    frame); the ground-truth primitives of both sizes stay inside every judge view."""
+    for shape in ("cube", "sphere", "cylinder"):
+        v = judge(primitive_gaussians(Prompt("red", shape, "large"), seed=3), Prompt("red", shape))
+        assert v.match and v.truncated_views == 0, (shape, v)
+    g = primitive_gaussians(Prompt("blue", "sphere", "large"), seed=3)
+    with torch.no_grad():
+        g.means.mul_(6.0)
+        g.log_scales.add_(1.8)
+    v = judge(g, Prompt("blue", "cube"))
+    assert v.coverage > 0.95 and v.truncated_views == 8 and v.colour == "blue"
+    assert v.shape == "none" and not v.match and v.per_view_match == 0
 
 
 def test_cli_writes_outputs_and_rejects_bad_input(tmp_path):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from render.dreamer.priors import load_prior
-from render.dreamer.scenes import HELD_OUT, Prompt, all_prompts, parse_prompt
+from render.dreamer.scenes import COLOURS, HELD_OUT, SHAPES, SIZES, Prompt, all_prompts, parse_prompt
 from render.dreamer.tiny_prior import CaptionEncoder, HaarAutoencoder, TinyPrior, TinyPriorConfig
 
 
@@ -53,6 +53,37 @@ def test_guidance_is_linear_between_unconditional_and_conditional():
             torch.testing.assert_close(prior.predict_noise(x, t, "a red cube", s), uncond + s * (cond - uncond),
                                        atol=1e-5, rtol=1e-5)  # fmt: skip
     assert (cond - uncond).abs().max() > 1e-3  # the caption matters
+
+
+def test_composable_guidance_adds_one_guidance_term_per_caption_slot():
+    """Composable Diffusion's conjunction, built from the U-Net called directly on hand-made slot
+    indices: eps_u + s * sum_i (eps(slot i alone) - eps_u); a caption with one slot is plain
+    classifier-free guidance."""
+    torch.manual_seed(0)
+    prior = TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16)).eval()
+    for p in prior.unet.caption.parameters():
+        torch.nn.init.normal_(p)
+    x = torch.randn(2, 3, 32, 32)
+    t = torch.tensor([100, 700])
+    colours, shapes, sizes = list(COLOURS), list(SHAPES), list(SIZES)
+    green, sphere, small = colours.index("green") + 1, shapes.index("sphere") + 1, sizes.index("small") + 1
+
+    def unet(colour=0, shape=0, size=0):
+        return prior.unet(x, t, torch.tensor([[colour, shape, size]] * 2))
+
+    with torch.no_grad():
+        u = unet()
+        for s in (1.0, 5.0):
+            want = u + s * ((unet(colour=green) - u) + (unet(shape=sphere) - u))
+            got = prior.predict_noise(x, t, "a green sphere", s, composable=True)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+            want3 = u + s * ((unet(colour=green) - u) + (unet(shape=sphere) - u) + (unet(size=small) - u))
+            got3 = prior.predict_noise(x, t, "a small green sphere", s, composable=True)
+            torch.testing.assert_close(got3, want3, atol=1e-5, rtol=1e-5)
+        joint = prior.predict_noise(x, t, "a green sphere", 5.0)
+        assert (joint - prior.predict_noise(x, t, "a green sphere", 5.0, composable=True)).abs().max() > 1e-3
+        torch.testing.assert_close(prior.predict_noise(x, t, "a sphere", 5.0, composable=True),
+                                   prior.predict_noise(x, t, "a sphere", 5.0), atol=1e-6, rtol=1e-6)  # fmt: skip
 
 
 def _oracle_sample(prior: TinyPrior, x0: torch.Tensor) -> torch.Tensor:

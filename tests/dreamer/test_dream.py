@@ -150,17 +150,17 @@ def test_guidance_mode_per_stage_and_its_errors():
     cfg = _cfg(steps=6, stage2_fraction=0.5, init_points=50, guidance_mode2="composable")
     Dreamer(cfg, priors=(pixel, latent)).run(progress=False)
     assert pixel.modes == [False] * 3 and latent.modes == [True] * 3
-    # the defaults: joint in stage 1; "auto" in stage 2, composable with a built-in prior only
+    # the defaults: joint in both stages
     pixel, latent = _RecordingTinyPrior("pixel").eval(), _RecordingTinyPrior("latent").eval()
     Dreamer(_cfg(steps=4, stage2_fraction=0.5, init_points=50), priors=(pixel, latent)).run(progress=False)
-    assert pixel.modes == [False] * 2 and latent.modes == [True] * 2
-    oracle = OraclePrior(COLOURS["red"], space="latent")  # stands for a diffusers prior: not a TinyPrior
-    Dreamer(_cfg(steps=4, stage2_fraction=0.5, init_points=50), priors=(pixel, oracle)).run(progress=False)
-    assert oracle.calls == 2  # asked without the composable keyword it does not take
-    with pytest.raises(ValueError, match="guidance_mode2: expected joint, composable or auto, got 'sum'"):
+    assert pixel.modes == [False] * 2 and latent.modes == [False] * 2
+    with pytest.raises(ValueError, match="guidance_mode2: expected joint or composable, got 'sum'"):
         DreamConfig(guidance_mode2="sum")
     with pytest.raises(ValueError, match="guidance_mode composable: needs a built-in .*pixel prior, not a OraclePrior"):
         Dreamer(_cfg(guidance_mode="composable"), priors=(OraclePrior(COLOURS["red"]), None))
+    with pytest.raises(ValueError, match="guidance_mode2 composable: needs a built-in .*latent prior"):
+        Dreamer(_cfg(stage2_fraction=0.5, guidance_mode2="composable"),
+                priors=(pixel, OraclePrior(COLOURS["red"], space="latent")))  # fmt: skip
 
 
 def test_learned_background_survives_densification():

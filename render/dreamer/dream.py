@@ -46,8 +46,7 @@ class DreamConfig:
     slot guided on its own and the terms added: Composable Diffusion's conjunction; built-in priors
     only)"""
     guidance_mode2: str = "joint"
-    """stage 2: as ``guidance_mode`` (README, "Text-to-3D": composable fixed green sphere's colour in
-    stage 2 and broke yellow cylinder's shape on the held-out prompts)"""
+    """stage 2: as ``guidance_mode`` (README, "Text-to-3D", for how the two compare)"""
     schedule: str = "linear"
     """time annealing: linear, sqrt, step, or fixed (no annealing)"""
     t_start: float = 0.98
@@ -170,7 +169,7 @@ class Dreamer:
         for on, name, space, p in zip(self.composable, ("guidance_mode", "guidance_mode2"), ("pixel", "latent"),
                                       self.priors):  # fmt: skip
             if on and p is not None and not isinstance(p, TinyPrior):
-                raise ValueError(f"{name} composable: needs a built-in (tiny) {space} prior, not a {type(p).__name__}")
+                raise ValueError(f"{name} composable: needs a built-in (tiny) {space} prior, got {type(p).__name__}")
         self.model = initial_gaussians(cfg).to(self.device)
         self.bg_param = torch.nn.Parameter(torch.zeros(3, device=self.device)) if cfg.background == "learned" else None
         self.opt = make_optimizer(self.model, self.lrs(0))

@@ -10,9 +10,10 @@ Independent of every prior: it only renders the Gaussians (our rasterizer) and c
   same camera (:func:`render.dreamer.scenes.primitive_gaussians`, both sizes), by IoU after
   centring and scaling both masks to the same area (so a too-small cube is still a cube); the best
   shape must beat the second by ``SHAPE_MARGIN`` in mean IoU, else the shape is "ambiguous"
-  (ground-truth primitives are separated by about 0.1). A view whose silhouette touches the image
-  border has no shape vote: a cut-off silhouette is not the object's outline (an object blown up
-  to fill the frame would otherwise read as a square, i.e. a cube);
+  (ground-truth primitives are separated by about 0.1). A view with at least ``BORDER_PIXELS``
+  foreground pixels on the image border has no shape vote (and so no per-view match): a cut-off
+  silhouette is not the object's outline, and an object blown up to fill the frame would otherwise
+  read as a square, i.e. a cube; a stray pixel or two there (a floater) does not count;
 - **saturation**: mean HSV saturation of the foreground;
 - **view consistency**: the fraction of views whose own colour vote and best silhouette both match.
 """
@@ -36,6 +37,16 @@ SHAPE_MARGIN = 0.03
 GREY_SATURATION = 0.3
 MIN_PIXELS = 16
 """a view with fewer foreground pixels has no silhouette (and its shape vote is void)"""
+BORDER_PIXELS = 4
+"""a view with this many foreground pixels on the image border is cut off (its shape vote is void)"""
+
+
+def cut_by_frame(fg: Tensor, min_pixels: int = BORDER_PIXELS) -> Tensor:
+    """``[V, H, W]`` foreground masks -> ``[V]``: whether a view's silhouette is cut by the frame
+    (at least ``min_pixels`` foreground pixels on the border ring)."""
+    ring = torch.ones_like(fg[0], dtype=torch.bool)
+    ring[1:-1, 1:-1] = False
+    return (fg & ring).sum((1, 2)) >= min_pixels
 
 
 def judge_cameras(n: int = 8, size: int = 64, seed: int = 1234) -> list[Camera]:
@@ -104,7 +115,7 @@ class Verdict:
     coverage: float
     """mean foreground fraction of the views"""
     truncated_views: int
-    """views whose silhouette touches the image border (no shape vote)"""
+    """views whose silhouette is cut by the image border (no shape vote; see :func:`cut_by_frame`)"""
     per_view_match: float | None
     """view consistency: fraction of views whose own colour and shape both match the prompt"""
     match: bool | None
@@ -145,7 +156,7 @@ def judge(
     total = colour_votes.sum(0)
     share = float(total.max() / total.sum()) if total.sum() > 0 else 0.0
     colour = (names + ["grey"])[int(total.argmax())] if share >= 0.5 else "none"
-    touches = fg[:, 0, :].any(-1) | fg[:, -1, :].any(-1) | fg[:, :, 0].any(-1) | fg[:, :, -1].any(-1)
+    touches = cut_by_frame(fg)
     has_shape = (fg.sum((1, 2)) >= MIN_PIXELS) & ~touches
     mean_iou = ious[has_shape].mean(0) if has_shape.any() else torch.zeros(len(SHAPES))
     top = torch.topk(mean_iou, 2)

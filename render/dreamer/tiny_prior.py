@@ -213,31 +213,27 @@ class TinyPrior(nn.Module):
 
         ``composable``: guide each caption slot on its own and add the guidance terms,
         eps_u + s sum_i (eps(c_i) - eps_u), with c_i the caption reduced to slot i (its colour, its
-        shape, its size): the conjunction of Composable Diffusion (Liu et al., ECCV 2022), a product
-        of the slot-conditional distributions. The prior was trained with single slots dropped, so it
-        knows "green (any shape)" and "sphere (any colour)" even where it never saw a green sphere.
-        With one slot set it is the same as the joint guidance."""
+        shape, its size): the conjunction of Composable Diffusion (Liu et al., ECCV 2022); at s = 1
+        it is the score of p(x) prod_i p(c_i | x). The prior was trained with single slots dropped,
+        so it knows "green (any shape)" and "sphere (any colour)" even where it never saw a green
+        sphere. With one slot set it is the same as the joint guidance; it costs one U-Net pass
+        more per extra slot."""
         b = x_t.shape[0]
         t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(b)
         cond = self.caption_indices(text, b)
         slots = [i for i in range(cond.shape[1]) if bool((cond[:, i] != 0).any())] if composable else []
-        if len(slots) > 1:
-            conds = []
-            for i in slots:
-                c = torch.zeros_like(cond)
-                c[:, i] = cond[:, i]
-                conds.append(c)
-            k = len(conds)
-            eps = self.unet(
-                torch.cat([x_t] * (k + 1)), torch.cat([t] * (k + 1)), torch.cat([*conds, torch.zeros_like(cond)])
-            )
-            *eps_slots, eps_u = eps.chunk(k + 1)
-            return eps_u + guidance_scale * sum(e - eps_u for e in eps_slots)
-        if guidance_scale == 1.0:
+        if len(slots) > 1:  # one condition per slot (a row without that slot gets eps_u: no term)
+            conds = [torch.zeros_like(cond).index_copy_(1, torch.tensor([i]), cond[:, i : i + 1]) for i in slots]
+        elif guidance_scale == 1.0:
             return self.unet(x_t, t, cond)
-        eps = self.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, torch.zeros_like(cond)]))
-        eps_c, eps_u = eps.chunk(2)
-        return eps_u + guidance_scale * (eps_c - eps_u)
+        else:
+            conds = [cond]
+        k = len(conds)
+        eps = self.unet(
+            torch.cat([x_t] * (k + 1)), torch.cat([t] * (k + 1)), torch.cat([*conds, torch.zeros_like(cond)])
+        )
+        *eps_c, eps_u = eps.chunk(k + 1)
+        return eps_u + guidance_scale * sum(e - eps_u for e in eps_c)
 
     @torch.no_grad()
     def sample(self, text: str | Prompt | list, n: int, guidance_scale: float = 3.0, steps: int = 50,

@@ -156,7 +156,7 @@ def test_guidance_mode_per_stage_and_its_errors():
     assert pixel.modes == [False] * 2 and latent.modes == [False] * 2
     with pytest.raises(ValueError, match="guidance_mode2: expected joint or composable, got 'sum'"):
         DreamConfig(guidance_mode2="sum")
-    with pytest.raises(ValueError, match="guidance_mode composable: needs a built-in .*pixel prior, not a OraclePrior"):
+    with pytest.raises(ValueError, match="guidance_mode composable: needs a built-in .*pixel prior, got OraclePrior"):
         Dreamer(_cfg(guidance_mode="composable"), priors=(OraclePrior(COLOURS["red"]), None))
     with pytest.raises(ValueError, match="guidance_mode2 composable: needs a built-in .*latent prior"):
         Dreamer(_cfg(stage2_fraction=0.5, guidance_mode2="composable"),
@@ -208,7 +208,16 @@ def test_judge_classifies_ground_truth_primitives():
 
 def test_judge_ignores_silhouettes_cut_by_the_frame():
     """A blue sphere blown up to fill every view is not "a blue cube" (its silhouette is the square
-    frame); the ground-truth primitives of both sizes stay inside every judge view."""
+    frame); the large ground-truth primitives (the small ones: the test above) stay inside every
+    judge view; a floater pixel on the border does not void a view, a cut-off silhouette does."""
+    from render.dreamer.judge import cut_by_frame
+
+    masks = torch.zeros(4, 32, 32, dtype=torch.bool)
+    masks[:, 10:20, 10:20] = True  # an object in the middle of every view
+    masks[1, 0, 5] = masks[1, 31, 31] = True  # + two floater pixels on the border
+    masks[2, 12:22, 0:6] = True  # + a second object cut by the left edge (10 border pixels)
+    masks[3, 0:32, 0:32] = True  # fills the frame
+    assert cut_by_frame(masks).tolist() == [False, False, True, True]
     for shape in ("cube", "sphere", "cylinder"):
         v = judge(primitive_gaussians(Prompt("red", shape, "large"), seed=3), Prompt("red", shape))
         assert v.match and v.truncated_views == 0, (shape, v)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -80,6 +81,16 @@ def test_composable_guidance_adds_one_guidance_term_per_caption_slot():
             want3 = u + s * ((unet(colour=green) - u) + (unet(shape=sphere) - u) + (unet(size=small) - u))
             got3 = prior.predict_noise(x, t, "a small green sphere", s, composable=True)
             torch.testing.assert_close(got3, want3, atol=1e-5, rtol=1e-5)
+        # a batch of different captions: a row without a slot gets no term for it
+        red, cube = colours.index("red") + 1, shapes.index("cube") + 1
+
+        def rows(*idx):
+            return prior.unet(x, t, torch.tensor(idx))
+
+        want = u + 5.0 * ((rows([green, 0, 0], [red, 0, 0]) - u) + (rows([0, sphere, 0], [0, cube, 0]) - u)
+                          + (rows([0, 0, small], [0, 0, 0]) - u))  # fmt: skip
+        got = prior.predict_noise(x, t, ["a small green sphere", "a red cube"], 5.0, composable=True)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
         joint = prior.predict_noise(x, t, "a green sphere", 5.0)
         assert (joint - prior.predict_noise(x, t, "a green sphere", 5.0, composable=True)).abs().max() > 1e-3
         torch.testing.assert_close(prior.predict_noise(x, t, "a sphere", 5.0, composable=True),
@@ -90,7 +101,7 @@ def _oracle_sample(prior: TinyPrior, x0: torch.Tensor) -> torch.Tensor:
     """DDIM samples when eps_hat = (x_t - sqrt(abar) x0) / sqrt(1 - abar) for a fixed x0."""
     abar = prior.alphas_cumprod.float()
 
-    def oracle(x_t, t, text, guidance_scale=1.0):
+    def oracle(x_t, t, text, guidance_scale=1.0, composable=False):
         a = abar[t].reshape(-1, 1, 1, 1)
         return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
@@ -185,6 +196,9 @@ def test_prior_samples_tool_writes_a_grid_and_rejects_bad_input(tmp_path, capsys
     args = ["a red cube", "a blue sphere", "--weights", str(weights), "--n", "3", "--steps", "2", "--out", str(out)]
     assert prior_samples.main(args) == 0
     assert Image.open(out).size == (3 * 32 * 3, 2 * 32 * 3)  # n columns x prompts rows, 3x enlarged
+    joint = np.asarray(Image.open(out))
+    assert prior_samples.main([*args, "--composable"]) == 0 and "composable guidance" in capsys.readouterr().out
+    assert np.abs(np.asarray(Image.open(out)).astype(int) - joint).max() > 0  # the same seed, other guidance
     for bad, msg in ((["a purple cube"], "does not know 'purple'"),
                      (["a red cube", "--weights", str(tmp_path / "nope.safetensors")], "no such prior weights file"),
                      (["a red cube", "--weights", str(weights), "--n", "0"], "--n (0)")):  # fmt: skip

@@ -19,7 +19,8 @@ Prints a table and writes ``outputs/bench/dream_eval.json``: per run the judge's
 shape, match, saturation, view consistency = per-view match rate); per arm the match count and
 mean +- std over seeds. A run already in the JSON is reused only when its full ``DreamConfig``, the
 judge's version, the built-in priors' weights and the code of ``render/dreamer`` and
-``render/gaussians`` (sha256) are all the same (delete the JSON to start over).
+``render/gaussians`` (sha256) are all the same; a JSON made with other settings is an error
+(``--restart`` replaces it), so that one command cannot wipe another's results.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts", choices=["heldout", "train"], default="heldout")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="DreamConfig overrides")
     p.add_argument("--out", type=Path, default=Path("outputs/bench/dream_eval.json"))
+    p.add_argument("--restart", action="store_true", help="replace an --out made with other settings")
     a = p.parse_args(argv)
     overrides = {}
     for item in a.set:
@@ -94,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     code = hashlib.sha256(b"".join(f.read_bytes() for f in CODE)).hexdigest()[:16]
     settings = {"steps": a.steps, "guidance": a.guidance, "prompts": a.prompts, "overrides": overrides,
                 "judge": JUDGE_VERSION, "prior_sha256": weights, "code_sha256": code}  # fmt: skip
-    if {k: report.get("settings", {}).get(k) for k in settings} != settings:
-        report = {"runs": {}}  # other settings: start over
+    if report["runs"] and {k: report.get("settings", {}).get(k) for k in settings} != settings:
+        if not a.restart:
+            changed = sorted(k for k in settings if report.get("settings", {}).get(k) != settings[k])
+            p.error(f"--out {a.out}: holds runs made with other settings ({', '.join(changed)}); give another "
+                    "--out, or --restart to replace them")  # fmt: skip
+        report = {"runs": {}}
     report["settings"] = {**settings, "seeds": a.seeds, "arms": {k: ARMS[k] for k in a.arms}}
     for arm in a.arms:
         for colour, shape in prompts:

@@ -223,7 +223,7 @@ class TinyPrior(nn.Module):
         cond = self.caption_indices(text, b)
         slots = [i for i in range(cond.shape[1]) if bool((cond[:, i] != 0).any())] if composable else []
         if len(slots) > 1:  # one condition per slot (a row without that slot gets eps_u: no term)
-            conds = [torch.zeros_like(cond).index_copy_(1, torch.tensor([i]), cond[:, i : i + 1]) for i in slots]
+            conds = [cond * (torch.arange(cond.shape[1], device=cond.device) == i) for i in slots]
         elif guidance_scale == 1.0:
             return self.unet(x_t, t, cond)
         else:

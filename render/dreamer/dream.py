@@ -61,6 +61,10 @@ class DreamConfig:
     grad_clip: float | None = None
     batch: int = 4
     """views per step"""
+    render_scale: int = 2
+    """render the views at this many times the prior's resolution and area-average them down to it
+    (supersampling: the Gaussians can be finer than one prior pixel, so edges and corners stay sharp
+    at higher resolution)"""
     init_points: int = 1500
     init_radius: float = 0.5
     init_opacity: float = 0.1
@@ -107,6 +111,8 @@ class DreamConfig:
             raise ValueError(f"weighting: expected one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if not 0.0 < self.init_opacity < 1.0:
             raise ValueError(f"init_opacity: must be in (0, 1), got {self.init_opacity}")
+        if self.render_scale < 1:
+            raise ValueError(f"render_scale: must be an integer >= 1, got {self.render_scale}")
         if self.batch < 1 or self.init_points < 2:
             raise ValueError(f"batch ({self.batch}) must be >= 1 and init_points ({self.init_points}) >= 2")
         TimeSchedule(self.schedule, self.t_start, self.t_end, self.t_min, self.schedule_steps)  # validates
@@ -202,11 +208,15 @@ class Dreamer:
             if group["name"] in ("means", "log_scales", "quats", "opacity_logits", "sh0", "shN"):
                 group["lr"] = self.lrs(self.step)[group["name"]]
         size = prior.image_size
-        cams = _stack(sample_cameras(c.batch, size, c.cameras, self.gen)).to(self.device)
+        rsize = size * c.render_scale
+        cams = _stack(sample_cameras(c.batch, rsize, c.cameras, self.gen)).to(self.device)
         bg = self.background(c.batch)
         out = rasterize(self.model, cams, background=bg, backend="auto", sh_degree=0)
         out["means2d"].retain_grad()
-        x = prior.encode(out["rgb"].permute(0, 3, 1, 2))
+        rgb = out["rgb"].permute(0, 3, 1, 2)
+        if c.render_scale > 1:  # area average: each prior pixel is the mean of its render_scale^2 pixels
+            rgb = torch.nn.functional.avg_pool2d(rgb, c.render_scale)
+        x = prior.encode(rgb)
         progress = c.schedule_progress(self.step)
         n_t = prior.alphas_cumprod.shape[0]
         t = c.time_schedule.sample(progress, n_t, c.batch, self.gen)
@@ -224,7 +234,7 @@ class Dreamer:
         for p in self.model.parameters():
             if p.grad is not None:
                 p.grad.nan_to_num_(0.0, 0.0, 0.0)
-        self.state.update(out["means2d"], out["radii"], size, size)
+        self.state.update(out["means2d"], out["radii"], rsize, rsize)  # per render pixel -> NDC
         self.opt.step()
         self.step += 1
         info = {"cloned": 0, "split": 0, "pruned": 0, "reset": 0}

@@ -171,6 +171,38 @@ def test_learned_background_survives_densification():
     assert d.bg_param.shape == (3,) and not torch.equal(before, d.bg_param.detach())  # and it was trained
 
 
+class _RecordingOracle(OraclePrior):
+    def encode(self, rgb):
+        self.seen = rgb.detach().clone()
+        return super().encode(rgb)
+
+
+def test_render_scale_gives_the_prior_the_area_average_of_a_finer_render():
+    """With ``render_scale`` k the prior gets the k x k block means of a render at k times its size
+    (checked against a render made here at that size from the same cameras and backgrounds, and
+    averaged with numpy), not a render at its own size and not a subsampled one."""
+    import numpy as np
+
+    from render.dreamer.scenes import sample_cameras
+    from render.gaussians.rasterize import rasterize_torch
+
+    prior = _RecordingOracle(COLOURS["red"], size=16)
+    d = Dreamer(_cfg(render_scale=2, batch=2), priors=(prior, None))
+    gen = torch.Generator()
+    gen.set_state(d.gen.get_state())
+    cams = sample_cameras(2, 32, d.cfg.cameras, gen)
+    bg = torch.rand(2, 3, generator=gen)
+    with torch.no_grad():
+        fine = np.stack([rasterize_torch(d.model, c, background=b)["rgb"].numpy() for c, b in zip(cams, bg)])
+    d.train_step()
+    want = fine.reshape(2, 16, 2, 16, 2, 3).mean((2, 4)).transpose(0, 3, 1, 2)
+    assert prior.seen.shape == (2, 3, 16, 16)
+    np.testing.assert_allclose(prior.seen.numpy(), want, atol=2e-5)
+    assert np.abs(fine[:, ::2, ::2].transpose(0, 3, 1, 2) - want).max() > 1e-3  # subsampling would differ
+    with pytest.raises(ValueError, match="render_scale"):
+        DreamConfig(render_scale=0)
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="stage2_fraction"):
         DreamConfig(stage2_fraction=1.0)

@@ -111,7 +111,7 @@ class DreamConfig:
             raise ValueError(f"weighting: expected one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if not 0.0 < self.init_opacity < 1.0:
             raise ValueError(f"init_opacity: must be in (0, 1), got {self.init_opacity}")
-        if self.render_scale < 1:
+        if isinstance(self.render_scale, bool) or not isinstance(self.render_scale, int) or self.render_scale < 1:
             raise ValueError(f"render_scale: must be an integer >= 1, got {self.render_scale}")
         if self.batch < 1 or self.init_points < 2:
             raise ValueError(f"batch ({self.batch}) must be >= 1 and init_points ({self.init_points}) >= 2")

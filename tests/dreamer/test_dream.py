@@ -201,6 +201,8 @@ def test_render_scale_gives_the_prior_the_area_average_of_a_finer_render():
     assert np.abs(fine[:, ::2, ::2].transpose(0, 3, 1, 2) - want).max() > 1e-3  # subsampling would differ
     with pytest.raises(ValueError, match="render_scale"):
         DreamConfig(render_scale=0)
+    with pytest.raises(ValueError, match="render_scale"):
+        DreamConfig(render_scale=1.5)
 
 
 def test_config_errors():

@@ -26,6 +26,9 @@ from render.gaussians.rasterize import rasterize
 from render.gaussians.strategy import DensifyConfig, DensifyState, make_optimizer, refine_step
 from worldline import Camera
 
+SUPERSAMPLE_MAX_SIZE = 64
+"""largest prior input (px) that ``DreamConfig.render_scale`` supersamples"""
+
 
 @dataclass
 class DreamConfig:
@@ -63,8 +66,9 @@ class DreamConfig:
     """views per step"""
     render_scale: int = 2
     """render the views at this many times the prior's resolution and area-average them down to it
-    (supersampling: the Gaussians can be finer than one prior pixel, so edges and corners stay sharp
-    at higher resolution)"""
+    (supersampling, so that a Gaussian smaller than one prior pixel still covers the right fraction
+    of it). Only for priors of at most ``SUPERSAMPLE_MAX_SIZE`` px (the built-in 32 px ones and IF's
+    64 px); a larger prior (Stable Diffusion's 512 px input) is rendered at its own size"""
     init_points: int = 1500
     init_radius: float = 0.5
     init_opacity: float = 0.1
@@ -84,8 +88,10 @@ class DreamConfig:
     densify: DensifyConfig = field(default_factory=lambda: DensifyConfig(
         grow_grad2d=0.5, grow_scale3d=0.05, prune_opa=0.01, refine_start_iter=100, refine_stop_iter=10**9,
         refine_every=100, reset_every=10**9))  # fmt: skip
-    """``grow_grad2d`` is for a 32 px prior: the SDS loss sums over pixels, so the accumulated
-    screen-space gradient grows with the pixel count, and the threshold is scaled by (size / 32)^2"""
+    """``grow_grad2d`` is for a 32 px prior: the SDS loss sums over the prior's pixels, so the
+    accumulated screen-space gradient grows with their count, and the threshold is scaled by
+    (prior size / 32)^2. The gradients are in NDC units, so the render size (``render_scale``)
+    does not change them"""
     densify_until: float = 0.9
     """fraction of the steps after which the Gaussians are no longer cloned or split (pruning goes on)"""
     cameras: CameraRanges = field(default_factory=CameraRanges)
@@ -199,6 +205,11 @@ class Dreamer:
             return torch.ones(n, 3, device=self.device)
         return torch.sigmoid(self.bg_param).expand(n, 3)
 
+    def render_scale(self, prior) -> int:
+        """The supersampling factor used with ``prior``: ``cfg.render_scale`` for a prior of at most
+        ``SUPERSAMPLE_MAX_SIZE`` px, else 1."""
+        return self.cfg.render_scale if prior.image_size <= SUPERSAMPLE_MAX_SIZE else 1
+
     def train_step(self) -> dict:
         c = self.cfg
         stage = 1 if self.step < c.stage1_steps else 2
@@ -208,14 +219,15 @@ class Dreamer:
             if group["name"] in ("means", "log_scales", "quats", "opacity_logits", "sh0", "shN"):
                 group["lr"] = self.lrs(self.step)[group["name"]]
         size = prior.image_size
-        rsize = size * c.render_scale
+        k = self.render_scale(prior)
+        rsize = size * k
         cams = _stack(sample_cameras(c.batch, rsize, c.cameras, self.gen)).to(self.device)
         bg = self.background(c.batch)
         out = rasterize(self.model, cams, background=bg, backend="auto", sh_degree=0)
         out["means2d"].retain_grad()
         rgb = out["rgb"].permute(0, 3, 1, 2)
-        if c.render_scale > 1:  # area average: each prior pixel is the mean of its render_scale^2 pixels
-            rgb = torch.nn.functional.avg_pool2d(rgb, c.render_scale)
+        if k > 1:  # area average: each prior pixel is the mean of its k^2 render pixels
+            rgb = torch.nn.functional.avg_pool2d(rgb, k)
         x = prior.encode(rgb)
         progress = c.schedule_progress(self.step)
         n_t = prior.alphas_cumprod.shape[0]
@@ -245,7 +257,8 @@ class Dreamer:
         info = refine_step(self.model, self.opt, self.state, self.step, dcfg, 1.0, self.gen)
         rec = {"step": self.step, "stage": stage, "sds": float(sds.loss.detach()), "loss": float(loss.detach()),
                "t_mean": float(t.float().mean()), "t_max": c.time_schedule.t_max(progress) * (n_t - 1),
-               "gaussians": len(self.model), "opacity_mean": float(self.model.opacities.detach().mean()),
+               "gaussians": len(self.model), "render_size": rsize,
+               "opacity_mean": float(self.model.opacities.detach().mean()),
                "alpha_mean": float(out["alpha"].detach().mean()), **info}  # fmt: skip
         return rec
 

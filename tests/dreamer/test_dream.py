@@ -38,7 +38,7 @@ class OraclePrior:
 
 
 def _cfg(**kw):
-    base = dict(steps=150, batch=2, init_points=300, stage2_fraction=0.0, seed=0, max_gaussians=1200)
+    base = dict(steps=150, batch=2, init_points=300, stage2_fraction=0.0, seed=0, max_gaussians=1200, render_scale=1)
     cfg = DreamConfig(**{**base, **kw})
     cfg.densify.refine_start_iter = cfg.densify.refine_every = 20
     return cfg
@@ -177,7 +177,8 @@ class _RecordingOracle(OraclePrior):
         return super().encode(rgb)
 
 
-def test_render_scale_gives_the_prior_the_area_average_of_a_finer_render():
+@pytest.mark.parametrize("k", [2, 3])
+def test_render_scale_gives_the_prior_the_area_average_of_a_finer_render(k):
     """With ``render_scale`` k the prior gets the k x k block means of a render at k times its size
     (checked against a render made here at that size from the same cameras and backgrounds, and
     averaged with numpy), not a render at its own size and not a subsampled one."""
@@ -187,18 +188,47 @@ def test_render_scale_gives_the_prior_the_area_average_of_a_finer_render():
     from render.gaussians.rasterize import rasterize_torch
 
     prior = _RecordingOracle(COLOURS["red"], size=16)
-    d = Dreamer(_cfg(render_scale=2, batch=2), priors=(prior, None))
+    d = Dreamer(_cfg(render_scale=k, batch=2), priors=(prior, None))
     gen = torch.Generator()
     gen.set_state(d.gen.get_state())
-    cams = sample_cameras(2, 32, d.cfg.cameras, gen)
+    cams = sample_cameras(2, 16 * k, d.cfg.cameras, gen)
     bg = torch.rand(2, 3, generator=gen)
     with torch.no_grad():
         fine = np.stack([rasterize_torch(d.model, c, background=b)["rgb"].numpy() for c, b in zip(cams, bg)])
     d.train_step()
-    want = fine.reshape(2, 16, 2, 16, 2, 3).mean((2, 4)).transpose(0, 3, 1, 2)
+    want = fine.reshape(2, 16, k, 16, k, 3).mean((2, 4)).transpose(0, 3, 1, 2)
     assert prior.seen.shape == (2, 3, 16, 16)
     np.testing.assert_allclose(prior.seen.numpy(), want, atol=2e-5)
-    assert np.abs(fine[:, ::2, ::2].transpose(0, 3, 1, 2) - want).max() > 1e-3  # subsampling would differ
+    assert np.abs(fine[:, ::k, ::k].transpose(0, 3, 1, 2) - want).max() > 1e-3  # subsampling would differ
+
+
+def test_render_scale_keeps_the_densification_statistics_in_the_priors_units():
+    """The mean screen-space gradient (what ``grow_grad2d`` is compared with) converges as the
+    render gets finer: it is about the same at render_scale 2 and 4 (the loss is on the same prior
+    pixels; the statistics are in NDC). Normalising by the prior's size instead of the render's
+    would halve it from 2x to 4x. (1x differs by about 10 % at 32 px: a coarser render.)"""
+    stats = {}
+    for k in (2, 4):
+        d = Dreamer(_cfg(render_scale=k, batch=2), priors=(OraclePrior(COLOURS["red"], size=32), None))
+        d.train_step()
+        visible = d.state.count > 0
+        stats[k] = (d.state.grad2d[visible] / d.state.count[visible]).mean().item()
+    assert 0.85 < stats[4] / stats[2] < 1.15, stats
+
+
+def test_render_scale_is_not_applied_to_a_large_prior():
+    """A prior above ``SUPERSAMPLE_MAX_SIZE`` (Stable Diffusion's 512 px input) is rendered at its
+    own size, whatever ``render_scale`` says; a 64 px one (IF stage I) is supersampled."""
+    from render.dreamer.dream import SUPERSAMPLE_MAX_SIZE
+
+    d = Dreamer(_cfg(render_scale=2, batch=1), priors=(OraclePrior(COLOURS["red"], size=16), None))
+    assert d.render_scale(OraclePrior(COLOURS["red"], size=SUPERSAMPLE_MAX_SIZE)) == 2
+    assert d.train_step()["render_size"] == 32
+    big = _RecordingOracle(COLOURS["red"], size=2 * SUPERSAMPLE_MAX_SIZE)
+    assert d.render_scale(big) == 1
+    d = Dreamer(_cfg(render_scale=2, batch=1), priors=(big, None))
+    assert d.train_step()["render_size"] == 128
+    assert big.seen.shape == (1, 3, 128, 128)
     with pytest.raises(ValueError, match="render_scale"):
         DreamConfig(render_scale=0)
     with pytest.raises(ValueError, match="render_scale"):

@@ -13,12 +13,13 @@ held-out (colour, shape) prompts the priors never saw together. Five arms on the
 
 ``--prompts train`` judges five *training* captions instead: the validation set on which settings
 are chosen, so that the held-out prompts are not used for tuning. ``--set KEY=VALUE`` overrides a
-``DreamConfig`` field in every arm.
+``DreamConfig`` field in every arm; ``--set prior=FILE`` (or ``latent_prior=FILE``) evaluates
+another tiny prior's weights in place of the shipped ones.
 
 Prints a table and writes ``outputs/bench/dream_eval.json``: per run the judge's verdict (colour,
 shape, match, saturation, view consistency = per-view match rate); per arm the match count and
 mean +- std over seeds. A run already in the JSON is reused only when its full ``DreamConfig``, the
-judge's version, the built-in priors' weights and the code of ``render/dreamer`` and
+judge's version, the priors' weights and the code of ``render/dreamer`` and
 ``render/gaussians`` (sha256) are all the same; a JSON made with other settings is an error
 (``--restart`` replaces it), so that one command cannot wipe another's results.
 """
@@ -90,9 +91,16 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--set {item!r}: expected a {type(default).__name__}")
     prompts = HELD_OUT if a.prompts == "heldout" else VALIDATION
     retain_freed_memory()
-    priors = (load_prior("builtin", "pixel"), load_prior("builtin", "latent"))
+    # the priors every arm uses: the built-in ones unless --set prior=... / latent_prior=... names files
+    specs = {"pixel": overrides.get("prior", "builtin"), "latent": overrides.get("latent_prior", "builtin")}
+    for space, spec in specs.items():
+        if spec != "builtin" and not (Path(spec).is_file() and spec.endswith(".safetensors")):
+            p.error(f"--set {'prior' if space == 'pixel' else 'latent_prior'}={spec}: expected 'builtin' or a "
+                    "tiny-prior .safetensors file (the judge knows only the tiny priors' vocabulary)")  # fmt: skip
+    priors = (load_prior(specs["pixel"], "pixel"), load_prior(specs["latent"], "latent"))
     report = load_json(a.out) if a.out.is_file() else {"runs": {}}
-    weights = {space: hashlib.sha256(BUILTIN[space].read_bytes()).hexdigest()[:16] for space in BUILTIN}
+    files = {space: BUILTIN[space] if spec == "builtin" else Path(spec) for space, spec in specs.items()}
+    weights = {space: hashlib.sha256(f.read_bytes()).hexdigest()[:16] for space, f in files.items()}
     code = hashlib.sha256(b"".join(f.read_bytes() for f in CODE)).hexdigest()[:16]
     settings = {"steps": a.steps, "guidance": a.guidance, "prompts": a.prompts, "overrides": overrides,
                 "judge": JUDGE_VERSION, "prior_sha256": weights, "code_sha256": code}  # fmt: skip

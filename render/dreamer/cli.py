@@ -1,6 +1,6 @@
 """``render dream``: distil a text prompt into 3D Gaussians.
 
-    render dream "a red cube"                               # the built-in offline priors, CPU, minutes
+    render dream "a red cube"                               # the built-in offline priors, CPU, about a minute
     render dream "a blue cube" --steps 1000 --schedule fixed --out runs/dream_fixed
     render dream "a red cube" --stage2-fraction 0           # stage 1 (image-space prior) only
     render dream "a dog" --prior /models/IF-I-XL --latent-prior /models/sd-1-5   # local diffusers folders

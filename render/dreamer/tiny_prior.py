@@ -161,7 +161,7 @@ class TinyUNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(8, c0), nn.SiLU(), nn.Conv2d(c0, cfg.in_channels, 3, padding=1))
 
     def forward(self, x: Tensor, t: Tensor, caption_idx: Tensor) -> Tensor:
-        emb = self.time(_timestep_embedding(t, self.cfg.emb_dim)) + self.caption(caption_idx)
+        emb = self.time(_timestep_embedding(t, self.cfg.emb_dim).to(x.dtype)) + self.caption(caption_idx)
         emb = F.silu(emb)
         h0 = self.d0(self.inp(x), emb)
         h1 = self.d1(self.down0(h0), emb)
@@ -271,8 +271,11 @@ class TinyPrior(nn.Module):
             raise FileNotFoundError(f"{path}: no such prior weights file")
         from safetensors import safe_open
 
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+        except Exception as exc:  # safetensors' own error type: a corrupt or foreign file
+            raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
         if "config" not in meta:
             raise ValueError(f"{path}: not a tiny prior (no 'config' in the safetensors metadata)")
         try:

@@ -23,3 +23,59 @@ def test_dream_eval_refuses_to_replace_runs_made_with_other_settings(tmp_path, c
     assert exc.value.code == 2 and f"--out {out}: holds runs made with other settings" in err
     assert "code_sha256" in err and "judge" in err and "steps" in err
     assert json.loads(out.read_text()) == old  # untouched
+
+
+def _dream_eval():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "bench"))
+    try:
+        import dream_eval
+    finally:
+        sys.path.pop(0)
+    return dream_eval
+
+
+def test_dream_eval_evaluates_the_prior_file_it_is_given(tmp_path, capsys, monkeypatch):
+    """``--set prior=FILE`` runs every arm with that file's weights (it was once silently ignored),
+    records its hash, and a wrong file is a one-line error naming it."""
+    import hashlib
+
+    import torch
+
+    from render.dreamer.tiny_prior import BUILTIN, TinyPrior, TinyPriorConfig
+
+    dream_eval = _dream_eval()
+    torch.manual_seed(0)
+    weights = tmp_path / "my_pixel_prior.safetensors"
+    TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16)).save(weights)
+    latent = tmp_path / "my_latent_prior.safetensors"
+    TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16, space="latent")).save(latent)
+    used = []
+
+    class Recording(dream_eval.Dreamer):
+        def __init__(self, cfg, priors):
+            used.append(priors[0])
+            super().__init__(cfg, priors)
+
+    monkeypatch.setattr(dream_eval, "Dreamer", Recording)
+    out = tmp_path / "eval.json"
+    argv = ["--arms", "anneal1", "--seeds", "0", "--steps", "2", "--prompts", "train", "--out", str(out)]
+    assert dream_eval.main([*argv, "--set", f"prior={weights}"]) == 0
+    saved = TinyPrior.load(weights).unet.state_dict()
+    assert len(used) == 5  # the five validation captions
+    for prior in used:
+        assert prior.cfg.channels == [8, 16, 16]
+        for k, v in prior.unet.state_dict().items():
+            assert torch.equal(v, saved[k]), k
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["prior_sha256"]["pixel"] == hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    assert settings["prior_sha256"]["latent"] == hashlib.sha256(BUILTIN["latent"].read_bytes()).hexdigest()[:16]
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_text("not weights")
+    for spec, message in ((latent, "a latent-space prior, but a pixel-space one is needed"),
+                          (tmp_path / "missing.safetensors", "no such prior"),
+                          (garbage, "not a readable safetensors file"),
+                          (tmp_path, "a folder; the benchmark takes 'builtin' or a tiny-prior")):  # fmt: skip
+        with pytest.raises(SystemExit) as exc:
+            dream_eval.main([*argv, "--restart", "--set", f"prior={spec}"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and f"--set prior={spec}: " in err[-1] and message in err[-1], err

@@ -93,11 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     retain_freed_memory()
     # the priors every arm uses: the built-in ones unless --set prior=... / latent_prior=... names files
     specs = {"pixel": overrides.get("prior", "builtin"), "latent": overrides.get("latent_prior", "builtin")}
+    priors = {}
     for space, spec in specs.items():
-        if spec != "builtin" and not (Path(spec).is_file() and spec.endswith(".safetensors")):
-            p.error(f"--set {'prior' if space == 'pixel' else 'latent_prior'}={spec}: expected 'builtin' or a "
-                    "tiny-prior .safetensors file (the judge knows only the tiny priors' vocabulary)")  # fmt: skip
-    priors = (load_prior(specs["pixel"], "pixel"), load_prior(specs["latent"], "latent"))
+        name = "prior" if space == "pixel" else "latent_prior"
+        if spec != "builtin" and Path(spec).is_dir():
+            p.error(f"--set {name}={spec}: a folder; the benchmark takes 'builtin' or a tiny-prior .safetensors file "
+                    "(the judge knows only the tiny priors' vocabulary)")  # fmt: skip
+        try:
+            priors[space] = load_prior(spec, space)
+        except (ValueError, OSError) as exc:
+            p.error(f"--set {name}={spec}: {exc}")
     report = load_json(a.out) if a.out.is_file() else {"runs": {}}
     files = {space: BUILTIN[space] if spec == "builtin" else Path(spec) for space, spec in specs.items()}
     weights = {space: hashlib.sha256(f.read_bytes()).hexdigest()[:16] for space, f in files.items()}
@@ -122,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 if report["runs"].get(key, {}).get("config") == config:
                     continue  # the same run (settings, code, weights): reuse it
                 t0 = time.perf_counter()
-                d = Dreamer(cfg, priors=(priors[0], priors[1] if cfg.stage2_fraction > 0 else None))
+                d = Dreamer(cfg, priors=(priors["pixel"], priors["latent"] if cfg.stage2_fraction > 0 else None))
                 d.run(progress=False)
                 v = judge(d.model, prompt).as_dict()
                 report["runs"][key] = {"arm": arm, "prompt": prompt.text, "seed": seed, "gaussians": len(d.model),

@@ -184,12 +184,12 @@ class Dreamer:
                                       self.priors):  # fmt: skip
             if on and p is not None and not isinstance(p, TinyPrior):
                 raise ValueError(f"{name} composable: needs a built-in (tiny) {space} prior, got {type(p).__name__}")
-        if cfg.render_scale > 1:
-            for space, p in zip(("pixel", "latent"), self.priors):
-                if p is not None and p.image_size > SUPERSAMPLE_MAX_SIZE:
-                    print(f"warning: render_scale {cfg.render_scale} is not applied to the {space} prior: its "
-                          f"{p.image_size} px input is over {SUPERSAMPLE_MAX_SIZE} px, so it renders at its own size",
-                          file=sys.stderr)  # fmt: skip
+        used = [p for p in self.priors if p is not None]
+        if cfg.render_scale > 1 and all(p.image_size > SUPERSAMPLE_MAX_SIZE for p in used):
+            # with a mix (IF's 64 px + Stable Diffusion's 512 px) the log's render_size says which stage is supersampled
+            sizes = ", ".join(str(p.image_size) for p in used)
+            print(f"warning: render_scale {cfg.render_scale} has no effect: every prior's input is over "
+                  f"{SUPERSAMPLE_MAX_SIZE} px ({sizes}), so each renders at its own size", file=sys.stderr)  # fmt: skip
         self.model = initial_gaussians(cfg).to(self.device)
         self.bg_param = torch.nn.Parameter(torch.zeros(3, device=self.device)) if cfg.background == "learned" else None
         self.opt = make_optimizer(self.model, self.lrs(0))

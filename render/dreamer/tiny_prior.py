@@ -269,20 +269,19 @@ class TinyPrior(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such prior weights file")
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         try:
             with safe_open(str(path), "pt") as f:
                 meta = f.metadata() or {}
-        except Exception as exc:  # safetensors' own error type: a corrupt or foreign file
+        except (SafetensorError, OSError) as exc:  # a corrupt or foreign file
             raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
         if "config" not in meta:
             raise ValueError(f"{path}: not a tiny prior (no 'config' in the safetensors metadata)")
         try:
-            cfg = TinyPriorConfig(**json.loads(meta["config"]))
-        except (TypeError, json.JSONDecodeError) as exc:
+            prior = cls(TinyPriorConfig(**json.loads(meta["config"])))
+        except (TypeError, ValueError, RuntimeError) as exc:  # unknown keys, bad JSON, sizes the U-Net can't take
             raise ValueError(f"{path}: bad 'config' metadata: {exc}") from None
-        prior = cls(cfg)
         state = {k: v.float() for k, v in load_weights(path).items()}
         try:
             missing, unexpected = prior.unet.load_state_dict(state, strict=False)

@@ -46,7 +46,9 @@ def test_dream_eval_evaluates_the_prior_file_it_is_given(tmp_path, capsys, monke
     dream_eval = _dream_eval()
     torch.manual_seed(0)
     weights = tmp_path / "my_pixel_prior.safetensors"
-    TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16)).save(weights)
+    mine = TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16))
+    mine.save(weights)
+    saved = {k: v.half().float() for k, v in mine.unet.state_dict().items()}  # stored in fp16
     latent = tmp_path / "my_latent_prior.safetensors"
     TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16, space="latent")).save(latent)
     used = []
@@ -60,7 +62,6 @@ def test_dream_eval_evaluates_the_prior_file_it_is_given(tmp_path, capsys, monke
     out = tmp_path / "eval.json"
     argv = ["--arms", "anneal1", "--seeds", "0", "--steps", "2", "--prompts", "train", "--out", str(out)]
     assert dream_eval.main([*argv, "--set", f"prior={weights}"]) == 0
-    saved = TinyPrior.load(weights).unet.state_dict()
     assert len(used) == 5  # the five validation captions
     for prior in used:
         assert prior.cfg.channels == [8, 16, 16]
@@ -71,9 +72,14 @@ def test_dream_eval_evaluates_the_prior_file_it_is_given(tmp_path, capsys, monke
     assert settings["prior_sha256"]["latent"] == hashlib.sha256(BUILTIN["latent"].read_bytes()).hexdigest()[:16]
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_text("not weights")
+    odd = tmp_path / "odd.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(odd), metadata={"config": json.dumps({"channels": [7, 16, 16]})})
     for spec, message in ((latent, "a latent-space prior, but a pixel-space one is needed"),
                           (tmp_path / "missing.safetensors", "no such prior"),
                           (garbage, "not a readable safetensors file"),
+                          (odd, "bad 'config' metadata: num_channels (7) must be divisible"),
                           (tmp_path, "a folder; the benchmark takes 'builtin' or a tiny-prior")):  # fmt: skip
         with pytest.raises(SystemExit) as exc:
             dream_eval.main([*argv, "--restart", "--set", f"prior={spec}"])

@@ -79,10 +79,10 @@ def test_composable_guidance_adds_one_guidance_term_per_caption_slot():
         for s in (1.0, 5.0):
             want = u + s * ((unet(colour=green) - u) + (unet(shape=sphere) - u))
             got = prior.predict_noise(x, t, "a green sphere", s, composable=True)
-            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
             want3 = u + s * ((unet(colour=green) - u) + (unet(shape=sphere) - u) + (unet(size=small) - u))
             got3 = prior.predict_noise(x, t, "a small green sphere", s, composable=True)
-            torch.testing.assert_close(got3, want3, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got3, want3, atol=1e-10, rtol=1e-10)
         # a batch of different captions: a row without a slot gets no term for it
         red, cube = colours.index("red") + 1, shapes.index("cube") + 1
 
@@ -92,11 +92,11 @@ def test_composable_guidance_adds_one_guidance_term_per_caption_slot():
         want = u + 5.0 * ((rows([green, 0, 0], [red, 0, 0]) - u) + (rows([0, sphere, 0], [0, cube, 0]) - u)
                           + (rows([0, 0, small], [0, 0, 0]) - u))  # fmt: skip
         got = prior.predict_noise(x, t, ["a small green sphere", "a red cube"], 5.0, composable=True)
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
         joint = prior.predict_noise(x, t, "a green sphere", 5.0)
         assert (joint - prior.predict_noise(x, t, "a green sphere", 5.0, composable=True)).abs().max() > 1e-3
         torch.testing.assert_close(prior.predict_noise(x, t, "a sphere", 5.0, composable=True),
-                                   prior.predict_noise(x, t, "a sphere", 5.0), atol=1e-6, rtol=1e-6)  # fmt: skip
+                                   prior.predict_noise(x, t, "a sphere", 5.0), atol=1e-10, rtol=1e-10)  # fmt: skip
 
 
 def _oracle_sample(prior: TinyPrior, x0: torch.Tensor) -> torch.Tensor:

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--out {a.out}: holds runs made with other settings ({', '.join(changed)}); give another "
                     "--out, or --restart to replace them")  # fmt: skip
         report = {"runs": {}}
-    report["settings"] = {**settings, "seeds": a.seeds, "arms": {k: ARMS[k] for k in a.arms}}
+    arms = {k: {**ARMS[k], **{f: v for f, v in overrides.items() if f in ARMS[k]}} for k in a.arms}  # as run
+    report["settings"] = {**settings, "seeds": a.seeds, "arms": arms}
     for arm in a.arms:
         for colour, shape in prompts:
             prompt = Prompt(colour, shape)

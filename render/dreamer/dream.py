@@ -185,7 +185,7 @@ class Dreamer:
             if on and p is not None and not isinstance(p, TinyPrior):
                 raise ValueError(f"{name} composable: needs a built-in (tiny) {space} prior, got {type(p).__name__}")
         used = [p for p in self.priors if p is not None]
-        if cfg.render_scale > 1 and all(p.image_size > SUPERSAMPLE_MAX_SIZE for p in used):
+        if cfg.render_scale > 1 and all(self.supersample_factor(p) == 1 for p in used):
             # with a mix (IF's 64 px + Stable Diffusion's 512 px) the log's render_size says which stage is supersampled
             sizes = ", ".join(str(p.image_size) for p in used)
             print(f"warning: render_scale {cfg.render_scale} has no effect: every prior's input is over "

@@ -9,6 +9,12 @@ prompts ("a red cube") work; EMA weights are saved as fp16 safetensors in ``asse
 
     python tools/train_tiny_prior.py                       # both priors, the shipped settings (~37 min)
     python tools/train_tiny_prior.py --space pixel --steps 200 --out-dir /tmp/priors   # a quick look
+    python tools/train_tiny_prior.py --validation-split --out-dir outputs/prior_valsplit
+
+``--validation-split`` also leaves out ``scenes.VALIDATION_UNSEEN`` (cyan cube, red sphere,
+magenta cylinder): priors for choosing ``render dream``'s settings on unseen pairs
+(``tools/bench/dream_eval.py --prompts unseen-val``) without touching the held-out ones. They are
+never written to ``assets/``.
 
 Writes ``<space>`` weights and a ``tiny_prior_training.json`` with the settings and the loss.
 """
@@ -29,18 +35,27 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from render.dreamer.scenes import CameraRanges, Prompt, all_prompts, primitive_gaussians, sample_cameras  # noqa: E402
+from render.dreamer.scenes import (  # noqa: E402
+    VALIDATION_UNSEEN,
+    CameraRanges,
+    Prompt,
+    all_prompts,
+    primitive_gaussians,
+    sample_cameras,
+)
 from render.dreamer.tiny_prior import CaptionEncoder, TinyPrior, TinyPriorConfig  # noqa: E402
 from render.gaussians.rasterize import rasterize_torch  # noqa: E402
 from worldline.io import save_json  # noqa: E402
 from worldline.runtime import retain_freed_memory  # noqa: E402
 
 
-def render_dataset(views: int, size: int, seed: int, progress: bool = True) -> tuple[torch.Tensor, list[Prompt]]:
-    """``[M, 3, size, size]`` images in [0, 1] and their prompts: ``views`` per training caption."""
+def render_dataset(views: int, size: int, seed: int, progress: bool = True,
+                   exclude: tuple[tuple[str, str], ...] = ()) -> tuple[torch.Tensor, list[Prompt]]:  # fmt: skip
+    """``[M, 3, size, size]`` images in [0, 1] and their prompts: ``views`` per training caption
+    (``scenes.all_prompts``, less the (colour, shape) pairs in ``exclude``)."""
     g = torch.Generator().manual_seed(seed)
     images, prompts = [], []
-    todo = [p for p in all_prompts() for _ in range(views)]
+    todo = [p for p in all_prompts(exclude=exclude) for _ in range(views)]
     for i, p in enumerate(tqdm(todo, desc="render data", disable=not progress)):
         gs = primitive_gaussians(p, n=1200, seed=seed * 100003 + i, jitter=0.15)
         cam = sample_cameras(1, size, CameraRanges(), g)[0]
@@ -108,10 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", type=Path, default=ROOT / "assets" / "dreamer")
+    p.add_argument("--validation-split", action="store_true",
+                   help="also leave out scenes.VALIDATION_UNSEEN (for choosing settings; needs --out-dir)")  # fmt: skip
     a = p.parse_args(argv)
+    if a.validation_split and a.out_dir.resolve() == (ROOT / "assets" / "dreamer").resolve():
+        p.error("--validation-split: give --out-dir; validation-split priors never replace the shipped ones")
     retain_freed_memory()
     t0 = time.time()
-    images, prompts = render_dataset(a.views, a.size, a.seed)
+    images, prompts = render_dataset(a.views, a.size, a.seed, exclude=VALIDATION_UNSEEN if a.validation_split else ())
     report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
               "captions": sorted({q.text for q in prompts}), "images": len(images), "priors": {}}  # fmt: skip
     for space in ["pixel", "latent"] if a.space == "both" else [a.space]:

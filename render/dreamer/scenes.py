@@ -36,6 +36,16 @@ HELD_OUT: tuple[tuple[str, str], ...] = (
 """(colour, shape) pairs the built-in prior never sees in training: every colour and every shape
 is seen, but not these combinations; `render dream` is judged on them"""
 
+VALIDATION_UNSEEN: tuple[tuple[str, str], ...] = (
+    ("cyan", "cube"),
+    ("red", "sphere"),
+    ("magenta", "cylinder"),
+)
+"""(colour, shape) pairs that a *validation-split* prior (``tools/train_tiny_prior.py
+--validation-split``) also never sees: unseen pairs on which inference settings can be chosen
+without looking at ``HELD_OUT``. Cyan cube mirrors blue cube (a colour seen only as a sphere and a
+cylinder, asked for as a cube); every colour and every shape is still seen by such a prior."""
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -68,11 +78,13 @@ def parse_prompt(text: str) -> Prompt:
     return Prompt(colour, shape, size)
 
 
-def all_prompts(include_held_out: bool = False) -> list[Prompt]:
+def all_prompts(include_held_out: bool = False, exclude: tuple[tuple[str, str], ...] = ()) -> list[Prompt]:
+    """Every caption (colour x shape x size) except the held-out pairs (unless ``include_held_out``)
+    and the (colour, shape) pairs in ``exclude``."""
     out = []
     for c in COLOURS:
         for s in SHAPES:
-            if (c, s) in HELD_OUT and not include_held_out:
+            if ((c, s) in HELD_OUT and not include_held_out) or (c, s) in exclude:
                 continue
             for z in SIZES:
                 out.append(Prompt(c, s, z))

@@ -294,6 +294,25 @@ class TinyPrior(nn.Module):
         return prior.eval().requires_grad_(False)
 
 
+def training_pairs(path: str | Path) -> set[tuple[str, str]] | None:
+    """The (colour, shape) pairs of the captions a tiny prior file was trained on, as recorded in its
+    metadata by ``tools/train_tiny_prior.py``; None when the file records none."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            captions = (f.metadata() or {}).get("captions")
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    if captions is None:
+        return None
+    try:
+        prompts = [parse_prompt(c) for c in json.loads(captions)]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: bad 'captions' metadata: {exc}") from None
+    return {(q.colour, q.shape) for q in prompts}
+
+
 def load_builtin(space: str = "pixel") -> TinyPrior:
     if space not in BUILTIN:
         raise ValueError(f"space: expected 'pixel' or 'latent', got {space!r}")

@@ -85,3 +85,60 @@ def test_dream_eval_evaluates_the_prior_file_it_is_given(tmp_path, capsys, monke
             dream_eval.main([*argv, "--restart", "--set", f"prior={spec}"])
         err = capsys.readouterr().err.strip().splitlines()
         assert exc.value.code == 2 and f"--set prior={spec}: " in err[-1] and message in err[-1], err
+
+
+def test_dream_eval_refuses_priors_that_saw_the_judged_pairs(tmp_path, capsys, monkeypatch):
+    """--prompts heldout / unseen-val read the training captions each prior used records: the shipped
+    priors saw the unseen-validation pairs (refused), a prior that records no captions is refused, a
+    prior trained on a held-out pair is refused, and validation-split priors run."""
+    import torch
+
+    from render.dreamer.scenes import VALIDATION_UNSEEN, all_prompts
+    from render.dreamer.tiny_prior import TinyPrior, TinyPriorConfig
+
+    dream_eval = _dream_eval()
+    small = {"channels": [8, 16, 16], "emb_dim": 16}
+
+    def save(name, space, captions):
+        torch.manual_seed(0)
+        path = tmp_path / f"{name}.safetensors"
+        TinyPrior(TinyPriorConfig(space=space, **small)).save(
+            path, None if captions is None else {"captions": captions}
+        )
+        return path
+
+    split = sorted({p.text for p in all_prompts(exclude=VALIDATION_UNSEEN)})
+    pix, lat = save("pix", "pixel", split), save("lat", "latent", split)
+    bare = save("bare", "pixel", None)
+    leaky = save("leaky", "latent", [*split, "a large red cylinder"])  # a held-out pair
+    out = tmp_path / "eval.json"
+    base = ["--seeds", "0", "--steps", "2", "--out", str(out), "--restart"]
+    cases = [(["--prompts", "unseen-val", "--arms", "anneal2"],
+              "the pixel prior", "was trained on cyan cube, magenta cylinder, red sphere"),
+             (["--prompts", "unseen-val", "--arms", "anneal1", "--set", f"prior={bare}"],
+              "records no training captions", ""),
+             (["--prompts", "unseen-val", "--arms", "anneal2", "--set", f"prior={pix}"],
+              "the latent prior", "was trained on cyan cube, magenta cylinder, red sphere"),
+             (["--prompts", "heldout", "--arms", "fixed2", "--set", f"prior={pix}", f"latent_prior={leaky}"],
+              "the latent prior", "was trained on red cylinder; use priors")]  # fmt: skip
+    for argv, first, second in cases:
+        with pytest.raises(SystemExit) as exc:
+            dream_eval.main([*base, *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exc.value.code == 2 and first in err[-1] and second in err[-1], (argv, err)
+    assert not out.exists()
+    # stage 1 only needs no latent prior: the shipped latent prior's captions do not matter there
+    runs = []
+    monkeypatch.setattr(dream_eval, "judge", lambda model, prompt: runs.append(prompt) or _Verdict())
+    assert dream_eval.main([*base, "--prompts", "unseen-val", "--arms", "anneal1", "--set", f"prior={pix}"]) == 0
+    assert dream_eval.main([*base, "--prompts", "unseen-val", "--arms", "anneal2",
+                            "--set", f"prior={pix}", f"latent_prior={lat}", "guidance=2.5"]) == 0  # fmt: skip
+    assert [(p.colour, p.shape) for p in runs] == list(VALIDATION_UNSEEN) * 2
+    report = json.loads(out.read_text())
+    assert {r["config"]["guidance"] for r in report["runs"].values()} == {2.5}  # --set guidance= reaches the run
+    assert {r["config"]["guidance2"] for r in report["runs"].values()} == {5.0}
+
+
+class _Verdict:
+    def as_dict(self):
+        return {"colour": "red", "shape": "cube", "match": False, "per_view_match": 0.0, "saturation": 0.5}

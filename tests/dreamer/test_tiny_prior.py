@@ -3,8 +3,24 @@ import pytest
 import torch
 
 from render.dreamer.priors import load_prior
-from render.dreamer.scenes import COLOURS, HELD_OUT, SHAPES, SIZES, Prompt, all_prompts, parse_prompt
-from render.dreamer.tiny_prior import CaptionEncoder, HaarAutoencoder, TinyPrior, TinyPriorConfig
+from render.dreamer.scenes import (
+    COLOURS,
+    HELD_OUT,
+    SHAPES,
+    SIZES,
+    VALIDATION_UNSEEN,
+    Prompt,
+    all_prompts,
+    parse_prompt,
+)
+from render.dreamer.tiny_prior import (
+    BUILTIN,
+    CaptionEncoder,
+    HaarAutoencoder,
+    TinyPrior,
+    TinyPriorConfig,
+    training_pairs,
+)
 
 
 def test_haar_autoencoder_is_an_orthonormal_projection():
@@ -38,6 +54,40 @@ def test_prompts_and_caption_slots():
     train = {(p.colour, p.shape) for p in all_prompts()}
     assert not train & set(HELD_OUT)  # the held-out combinations never appear in training
     assert {c for c, _ in train} >= {c for c, _ in HELD_OUT} and {s for _, s in train} >= {s for _, s in HELD_OUT}
+
+
+def test_shipped_priors_record_training_without_any_held_out_pair():
+    """The weights in assets/ say what they were trained on (their safetensors metadata): all 13
+    training pairs (colour x shape) and none of the five held-out ones."""
+    expected = {(c, s) for c in COLOURS for s in SHAPES} - set(HELD_OUT)
+    assert len(expected) == 13
+    for space, path in BUILTIN.items():
+        assert training_pairs(path) == expected, space
+
+
+def test_validation_split_leaves_out_unseen_validation_pairs_and_still_sees_every_colour_and_shape():
+    """The validation-split priors' captions: no held-out and no VALIDATION_UNSEEN pair, every colour
+    and shape still seen; cyan is seen only as a sphere and a cylinder, as blue is, so that "a cyan
+    cube" asks the same kind of composition as the held-out "a blue cube"."""
+    import sys
+    from pathlib import Path
+
+    assert not set(VALIDATION_UNSEEN) & set(HELD_OUT)
+    split = {(p.colour, p.shape) for p in all_prompts(exclude=VALIDATION_UNSEEN)}
+    assert len(split) == 18 - 5 - 3 and not split & (set(HELD_OUT) | set(VALIDATION_UNSEEN))
+    assert {c for c, _ in split} == set(COLOURS) and {s for _, s in split} == set(SHAPES)
+    seen_as = {c: {s for c2, s in split if c2 == c} for c in ("cyan", "blue")}
+    assert seen_as["cyan"] == seen_as["blue"] == {"sphere", "cylinder"}
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    try:
+        import train_tiny_prior
+    finally:
+        sys.path.pop(0)
+    images, prompts = train_tiny_prior.render_dataset(1, 8, 0, progress=False, exclude=VALIDATION_UNSEEN)
+    assert images.shape == (20, 3, 8, 8) and {(p.colour, p.shape) for p in prompts} == split
+    with pytest.raises(SystemExit) as exc:  # the shipped weights are never replaced by a validation-split prior
+        train_tiny_prior.main(["--validation-split"])
+    assert exc.value.code == 2
 
 
 def test_guidance_is_linear_between_unconditional_and_conditional():

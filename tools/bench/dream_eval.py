@@ -12,7 +12,12 @@ held-out (colour, shape) prompts the priors never saw together. Five arms on the
     python tools/bench/dream_eval.py --prompts train --set lr_opacities=0.005 --out outputs/bench/dream_val.json
 
 ``--prompts train`` judges five *training* captions instead: the validation set on which settings
-are chosen, so that the held-out prompts are not used for tuning. ``--set KEY=VALUE`` overrides a
+are chosen, so that the held-out prompts are not used for tuning. ``--prompts unseen-val`` judges
+``scenes.VALIDATION_UNSEEN`` (cyan cube, red sphere, magenta cylinder), pairs that only priors
+trained with ``tools/train_tiny_prior.py --validation-split`` have not seen: settings for unseen
+pairs are chosen there, with those priors (``--set prior=... latent_prior=...``). For both unseen
+sets the benchmark reads the training captions each prior used records and refuses to run
+if a judged pair is among them. ``--set KEY=VALUE`` overrides a
 ``DreamConfig`` field in every arm; ``--set prior=FILE`` (or ``latent_prior=FILE``) evaluates
 another tiny prior's weights in place of the shipped ones.
 
@@ -42,8 +47,8 @@ if str(ROOT) not in sys.path:
 from render.dreamer.dream import DreamConfig, Dreamer  # noqa: E402
 from render.dreamer.judge import JUDGE_VERSION, judge  # noqa: E402
 from render.dreamer.priors import load_prior  # noqa: E402
-from render.dreamer.scenes import HELD_OUT, Prompt  # noqa: E402
-from render.dreamer.tiny_prior import BUILTIN  # noqa: E402
+from render.dreamer.scenes import HELD_OUT, VALIDATION_UNSEEN, Prompt  # noqa: E402
+from render.dreamer.tiny_prior import BUILTIN, training_pairs  # noqa: E402
 
 VALIDATION = (("red", "cube"), ("blue", "sphere"), ("green", "cylinder"), ("yellow", "sphere"), ("cyan", "cube"))
 """training (colour, shape) pairs for choosing settings"""
@@ -71,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--guidance", type=float, default=5.0)
-    p.add_argument("--prompts", choices=["heldout", "train"], default="heldout")
+    p.add_argument("--guidance", type=float, default=5.0, help="both stages (--set guidance=/guidance2= for one)")
+    p.add_argument("--prompts", choices=["heldout", "train", "unseen-val"], default="heldout")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="DreamConfig overrides")
     p.add_argument("--out", type=Path, default=Path("outputs/bench/dream_eval.json"))
     p.add_argument("--restart", action="store_true", help="replace an --out made with other settings")
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides[key] = type(default)(value)
         except ValueError:
             p.error(f"--set {item!r}: expected a {type(default).__name__}")
-    prompts = HELD_OUT if a.prompts == "heldout" else VALIDATION
+    prompts = {"heldout": HELD_OUT, "train": VALIDATION, "unseen-val": VALIDATION_UNSEEN}[a.prompts]
     retain_freed_memory()
     # the priors every arm uses: the built-in ones unless --set prior=... / latent_prior=... names files
     specs = {"pixel": overrides.get("prior", "builtin"), "latent": overrides.get("latent_prior", "builtin")}
@@ -103,8 +108,23 @@ def main(argv: list[str] | None = None) -> int:
             priors[space] = load_prior(spec, space)
         except (ValueError, OSError) as exc:
             p.error(f"--set {name}={spec}: {exc}")
-    report = load_json(a.out) if a.out.is_file() else {"runs": {}}
     files = {space: BUILTIN[space] if spec == "builtin" else Path(spec) for space, spec in specs.items()}
+    if a.prompts != "train":  # the judged pairs must be unseen by every prior a run uses
+        stage2 = any({**ARMS[k], **overrides}.get("stage2_fraction", 0) > 0 for k in a.arms)
+        for space in ("pixel", "latent") if stage2 else ("pixel",):
+            name = "prior" if space == "pixel" else "latent_prior"
+            try:
+                seen = training_pairs(files[space])
+            except ValueError as exc:
+                p.error(f"--set {name}={specs[space]}: {exc}")
+            if seen is None:
+                p.error(f"--prompts {a.prompts}: {files[space]} records no training captions, so the prompts "
+                        "cannot be checked to be unseen")  # fmt: skip
+            if leaked := sorted(f"{c} {s}" for c, s in prompts if (c, s) in seen):
+                hint = " (tools/train_tiny_prior.py --validation-split)" if a.prompts == "unseen-val" else ""
+                p.error(f"--prompts {a.prompts}: the {space} prior {files[space]} was trained on "
+                        f"{', '.join(leaked)}; use priors trained without them{hint}")  # fmt: skip
+    report = load_json(a.out) if a.out.is_file() else {"runs": {}}
     weights = {space: hashlib.sha256(f.read_bytes()).hexdigest()[:16] for space, f in files.items()}
     code = hashlib.sha256(b"".join(f.read_bytes() for f in CODE)).hexdigest()[:16]
     settings = {"steps": a.steps, "guidance": a.guidance, "prompts": a.prompts, "overrides": overrides,
@@ -122,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             prompt = Prompt(colour, shape)
             for seed in a.seeds:
                 key = f"{arm}/{prompt.text}/{seed}"
-                cfg = DreamConfig(prompt=prompt.text, steps=a.steps, seed=seed, guidance=a.guidance,
-                                  guidance2=a.guidance, **{**ARMS[arm], **overrides})  # fmt: skip
+                fields = {"guidance": a.guidance, "guidance2": a.guidance, **ARMS[arm], **overrides}
+                cfg = DreamConfig(prompt=prompt.text, steps=a.steps, seed=seed, **fields)
                 config = json.loads(json.dumps(asdict(cfg), default=str))
                 if report["runs"].get(key, {}).get("config") == config:
                     continue  # the same run (settings, code, weights): reuse it

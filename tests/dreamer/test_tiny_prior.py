@@ -65,7 +65,9 @@ def test_shipped_priors_record_training_without_any_held_out_pair():
         assert training_pairs(path) == expected, space
 
 
-def test_validation_split_leaves_out_unseen_validation_pairs_and_still_sees_every_colour_and_shape():
+def test_validation_split_leaves_out_unseen_validation_pairs_and_still_sees_every_colour_and_shape(
+    tmp_path, monkeypatch, capsys
+):
     """The validation-split priors' captions: no held-out and no VALIDATION_UNSEEN pair, every colour
     and shape still seen; cyan is seen only as a sphere and a cylinder, as blue is, so that "a cyan
     cube" asks the same kind of composition as the held-out "a blue cube"."""
@@ -85,9 +87,15 @@ def test_validation_split_leaves_out_unseen_validation_pairs_and_still_sees_ever
         sys.path.pop(0)
     images, prompts = train_tiny_prior.render_dataset(1, 8, 0, progress=False, exclude=VALIDATION_UNSEEN)
     assert images.shape == (20, 3, 8, 8) and {(p.colour, p.shape) for p in prompts} == split
-    with pytest.raises(SystemExit) as exc:  # the shipped weights are never replaced by a validation-split prior
-        train_tiny_prior.main(["--validation-split"])
-    assert exc.value.code == 2
+    # the shipped weights are never replaced by a validation-split prior (in a fake tree: a broken guard
+    # must not train, nor write to the real assets/)
+    monkeypatch.setattr(train_tiny_prior, "ROOT", tmp_path)
+    monkeypatch.setattr(train_tiny_prior, "render_dataset", lambda *a, **k: pytest.fail("trained into assets/"))
+    for argv in (["--validation-split"], ["--validation-split", "--out-dir", str(tmp_path / "assets" / "dreamer")]):
+        with pytest.raises(SystemExit) as exc:
+            train_tiny_prior.main(argv)
+        assert exc.value.code == 2
+        assert "--validation-split: give --out-dir" in capsys.readouterr().err
 
 
 def test_guidance_is_linear_between_unconditional_and_conditional():

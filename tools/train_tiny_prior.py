@@ -36,10 +36,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from render.dreamer.scenes import (  # noqa: E402
+    COLOURS,
+    SHAPES,
+    SIZES,
     VALIDATION_UNSEEN,
     CameraRanges,
     Prompt,
     all_prompts,
+    decorrelation_gaussians,
     primitive_gaussians,
     sample_cameras,
 )
@@ -50,14 +54,20 @@ from worldline.runtime import retain_freed_memory  # noqa: E402
 
 
 def render_dataset(views: int, size: int, seed: int, progress: bool = True,
-                   exclude: tuple[tuple[str, str], ...] = ()) -> tuple[torch.Tensor, list[Prompt]]:  # fmt: skip
+                   exclude: tuple[tuple[str, str], ...] = (), decorrelation_views: int = 0
+                   ) -> tuple[torch.Tensor, list[Prompt]]:  # fmt: skip
     """``[M, 3, size, size]`` images in [0, 1] and their prompts: ``views`` per training caption
-    (``scenes.all_prompts``, less the (colour, shape) pairs in ``exclude``)."""
+    (``scenes.all_prompts``, less the (colour, shape) pairs in ``exclude``), then
+    ``decorrelation_views`` per colour-only and per shape-only caption
+    (``scenes.decorrelation_gaussians``: a named colour on a torus or cone, a named shape in grey)."""
     g = torch.Generator().manual_seed(seed)
     images, prompts = [], []
     todo = [p for p in all_prompts(exclude=exclude) for _ in range(views)]
+    partial = [Prompt(c, None, z) for c in COLOURS for z in SIZES] + [Prompt(None, s, z) for s in SHAPES for z in SIZES]
+    todo += [p for p in partial for _ in range(decorrelation_views)]
     for i, p in enumerate(tqdm(todo, desc="render data", disable=not progress)):
-        gs = primitive_gaussians(p, n=1200, seed=seed * 100003 + i, jitter=0.15)
+        make = primitive_gaussians if p.colour and p.shape else decorrelation_gaussians
+        gs = make(p, n=1200, seed=seed * 100003 + i, jitter=0.15)
         cam = sample_cameras(1, size, CameraRanges(), g)[0]
         bg = torch.rand(3, generator=g)
         with torch.no_grad():
@@ -123,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", type=Path, default=ROOT / "assets" / "dreamer")
+    p.add_argument("--decorrelation-views", type=int, default=0,
+                   help="renders per colour-only and per shape-only caption (a colour on a torus or cone, a "
+                        "shape in grey), so that one slot does not imply the other (0: none, as shipped)")  # fmt: skip
     p.add_argument("--validation-split", action="store_true",
                    help="also leave out scenes.VALIDATION_UNSEEN (for choosing settings; needs --out-dir)")  # fmt: skip
     a = p.parse_args(argv)
@@ -130,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--validation-split: give --out-dir; validation-split priors never replace the shipped ones")
     retain_freed_memory()
     t0 = time.time()
-    images, prompts = render_dataset(a.views, a.size, a.seed, exclude=VALIDATION_UNSEEN if a.validation_split else ())
+    images, prompts = render_dataset(a.views, a.size, a.seed, exclude=VALIDATION_UNSEEN if a.validation_split else (),
+                                     decorrelation_views=a.decorrelation_views)  # fmt: skip
     report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
               "captions": sorted({q.text for q in prompts}), "images": len(images), "priors": {}}  # fmt: skip
     for space in ["pixel", "latent"] if a.space == "both" else [a.space]:

@@ -265,3 +265,60 @@ def test_prior_samples_tool_writes_a_grid_and_rejects_bad_input(tmp_path, capsys
         with pytest.raises(SystemExit) as exc:
             prior_samples.main(bad)
         assert exc.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_decorrelation_data_names_one_slot_and_never_draws_a_named_pair():
+    """Colour-only captions get the named colour on a torus (major radius 1, tube 0.25, times the
+    half-extent) or a cone, randomly oriented; shape-only captions the named primitive in grey."""
+    import math
+
+    from render.dreamer.scenes import SIZES, decorrelation_gaussians, primitive_gaussians
+    from render.gaussians.sh import rgb_to_sh0
+
+    half = SIZES["large"]
+    kinds = set()
+    for seed in range(12):
+        g = decorrelation_gaussians(Prompt("cyan", None, "large"), n=800, seed=seed)
+        torch.testing.assert_close(g.sh0[:, 0], rgb_to_sh0(torch.tensor(COLOURS["cyan"])).expand(800, 3))
+        p = g.means / half
+        r = p.norm(dim=-1)
+        # rotation-invariant tests: a torus has all points 0.75..1.25 from its centre; a cone (apex 1
+        # above, base of radius 1 at 1 below the centre) reaches sqrt 2 (the base's rim) and comes
+        # within sqrt 0.2 (the side's nearest point, at radius 0.4)
+        if r.max() <= 1.25 + 1e-4:  # the tube's outer and inner equators, and nothing in the hole
+            assert abs(r.max().item() - 1.25) < 0.02 and abs(r.min().item() - 0.75) < 0.02 and r.min() >= 0.75 - 1e-4
+            kinds.add("torus")
+        else:
+            assert abs(r.max().item() - math.sqrt(2)) < 0.02 and abs(r.min().item() - math.sqrt(0.2)) < 0.02
+            kinds.add("cone")
+        assert not torch.allclose(r, torch.ones_like(r), atol=0.05)  # not a sphere
+    assert kinds == {"torus", "cone"}
+    grey = decorrelation_gaussians(Prompt(None, "cube", "small"), n=500, seed=4)
+    sh = grey.sh0[:, 0]
+    assert (sh.max(-1).values - sh.min(-1).values).max() < 1e-6  # achromatic: r = g = b
+    assert rgb_to_sh0(torch.tensor(0.2)) <= sh[0, 0] <= rgb_to_sh0(torch.tensor(0.8))
+    cube = primitive_gaussians(Prompt("red", "cube", "small"), n=500, seed=4)
+    assert (grey.means.abs().max(-1).values - cube.means.abs().max(-1).values).abs().max() < 1e-5  # on a cube's faces
+    for bad in (Prompt("red", "cube"), Prompt(None, None, "small")):
+        with pytest.raises(ValueError, match="exactly one of colour and shape"):
+            decorrelation_gaussians(bad)
+
+
+def test_training_data_with_decorrelation_views():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    try:
+        import train_tiny_prior
+    finally:
+        sys.path.pop(0)
+    images, prompts = train_tiny_prior.render_dataset(1, 8, 0, progress=False, decorrelation_views=2)
+    assert len(prompts) == 26 + 2 * (6 * 2 + 3 * 2) == len(images)
+    partial = [p for p in prompts if p.colour is None or p.shape is None]
+    assert len(partial) == 36 and all((p.colour is None) != (p.shape is None) for p in partial)
+    assert {p.colour for p in partial if p.colour} == set(COLOURS) and {p.shape for p in partial if p.shape} == set(
+        SHAPES
+    )
+    idx = CaptionEncoder.indices(partial)
+    assert ((idx[:, 0] == 0) != (idx[:, 1] == 0)).all()  # exactly one of the two slots dropped

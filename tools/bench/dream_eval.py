@@ -164,13 +164,15 @@ def main(argv: list[str] | None = None) -> int:
         matches = [sum(r["match"] for r in rs) for rs in per_seed.values()]
         views = [statistics.mean(r["per_view_match"] for r in rs) for rs in per_seed.values() if rs]
         sats = [statistics.mean(r["saturation"] for r in rs) for rs in per_seed.values() if rs]
-        summary[arm] = {"prompts_matched_of_5": _mean_std(matches), "view_consistency": _mean_std(views),
-                        "saturation": _mean_std(sats), "per_seed_matches": matches}  # fmt: skip
+        summary[arm] = {"prompts_matched": _mean_std(matches), "prompts_judged": len(prompts),
+                        "view_consistency": _mean_std(views), "saturation": _mean_std(sats),
+                        "per_seed_matches": matches}  # fmt: skip
     report["summary"] = summary
     save_json(report, a.out)
-    print(f"\n{'arm':10s} {'matched /5':>14s} {'view consistency':>18s} {'saturation':>14s}   (mean +- std over seeds)")
+    head = f"matched /{len(prompts)}"
+    print(f"\n{'arm':10s} {head:>14s} {'view consistency':>18s} {'saturation':>14s}   (mean +- std over seeds)")
     for arm, s in summary.items():
-        m, v, t = s["prompts_matched_of_5"], s["view_consistency"], s["saturation"]
+        m, v, t = s["prompts_matched"], s["view_consistency"], s["saturation"]
         print(f"{arm:10s} {m[0]:8.2f} +- {m[1]:.2f} {v[0]:12.3f} +- {v[1]:.3f} {t[0]:8.3f} +- {t[1]:.3f}")
     print(f"wrote {a.out}")
     return 0

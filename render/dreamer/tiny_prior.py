@@ -296,7 +296,8 @@ class TinyPrior(nn.Module):
 
 def training_pairs(path: str | Path) -> set[tuple[str, str]] | None:
     """The (colour, shape) pairs of the captions a tiny prior file was trained on, as recorded in its
-    metadata by ``tools/train_tiny_prior.py``; None when the file records none."""
+    metadata by ``tools/train_tiny_prior.py`` (captions that name only a colour or only a shape, the
+    decorrelation data, show no pair); None when the file records none."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -310,7 +311,7 @@ def training_pairs(path: str | Path) -> set[tuple[str, str]] | None:
         prompts = [parse_prompt(c) for c in json.loads(captions)]
     except (ValueError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: bad 'captions' metadata: {exc}") from None
-    return {(q.colour, q.shape) for q in prompts}
+    return {(q.colour, q.shape) for q in prompts if q.colour and q.shape}
 
 
 def load_builtin(space: str = "pixel") -> TinyPrior:

@@ -94,7 +94,7 @@ def test_dream_eval_refuses_priors_that_saw_the_judged_pairs(tmp_path, capsys, m
     import torch
 
     from render.dreamer.scenes import VALIDATION_UNSEEN, all_prompts
-    from render.dreamer.tiny_prior import TinyPrior, TinyPriorConfig
+    from render.dreamer.tiny_prior import TinyPrior, TinyPriorConfig, training_pairs
 
     dream_eval = _dream_eval()
     small = {"channels": [8, 16, 16], "emb_dim": 16}
@@ -107,8 +107,9 @@ def test_dream_eval_refuses_priors_that_saw_the_judged_pairs(tmp_path, capsys, m
         )
         return path
 
-    split = sorted({p.text for p in all_prompts(exclude=VALIDATION_UNSEEN)})
+    split = sorted({p.text for p in all_prompts(exclude=VALIDATION_UNSEEN)}) + ["a small cyan", "a large cube"]
     pix, lat = save("pix", "pixel", split), save("lat", "latent", split)
+    assert training_pairs(pix) == {(p.colour, p.shape) for p in all_prompts(exclude=VALIDATION_UNSEEN)}  # no partials
     bare = save("bare", "pixel", None)
     leaky = save("leaky", "latent", [*split, "a large red cylinder"])  # a held-out pair
     out = tmp_path / "eval.json"

@@ -23,9 +23,11 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "cyan": (0.10, 0.80, 0.85),
 }
 SHAPES = ("cube", "sphere", "cylinder")
-DISTRACTOR_SHAPES = ("torus", "cone")
-"""shapes outside the vocabulary, for the optional colour-only training captions of
-:func:`decorrelation_gaussians` (never a caption's shape word)"""
+DISTRACTOR_SHAPES = ("jack", "cluster")
+"""non-convex objects outside the vocabulary, for the optional colour-only training captions of
+:func:`decorrelation_gaussians`: three crossed thin bars, and four separate small balls. (A torus
+and a cone were tried first; at 32 px a torus's hole closes and a cone seen along its axis is a
+disc, so about half of their renders read as spheres to the judge.)"""
 SIZES: dict[str, float] = {"small": 0.32, "large": 0.5}
 """half-extent in metres (the cylinder is twice as tall as it is wide)"""
 
@@ -112,20 +114,7 @@ def _surface_points(shape: str, n: int, g: torch.Generator) -> Tensor:
         r = torch.where(on_side, torch.ones(n), torch.rand(n, generator=g).sqrt())
         z = torch.where(on_side, torch.rand(n, generator=g) * 4 - 2, torch.sign(torch.rand(n, generator=g) - 0.5) * 2)
         return torch.stack([r * torch.cos(a), r * torch.sin(a), z], -1)
-    if shape == "torus":  # major radius 1, minor 0.25 (a ring with a wide hole: never a disc or a sphere)
-        u = torch.rand(4 * n, generator=g) * 2 * math.pi
-        v = torch.rand(4 * n, generator=g) * 2 * math.pi
-        keep = (torch.rand(4 * n, generator=g) * 1.25 < 1 + 0.25 * torch.cos(v)).nonzero()[:n, 0]  # area-uniform
-        u, v = u[keep], v[keep]
-        ring = 1 + 0.25 * torch.cos(v)
-        return torch.stack([ring * torch.cos(u), ring * torch.sin(u), 0.25 * torch.sin(v)], -1)
-    if shape == "cone":  # base radius 1 at z = -1, apex at z = 1; lateral area sqrt 5 pi, base pi
-        on_side = torch.rand(n, generator=g) < math.sqrt(5) / (1 + math.sqrt(5))
-        a = torch.rand(n, generator=g) * 2 * math.pi
-        r = torch.rand(n, generator=g).sqrt()
-        z = torch.where(on_side, 1 - 2 * r, torch.full((n,), -1.0))
-        return torch.stack([r * torch.cos(a), r * torch.sin(a), z], -1)
-    raise ValueError(f"shape: expected one of {', '.join(SHAPES + DISTRACTOR_SHAPES)}, got {shape!r}")
+    raise ValueError(f"shape: expected one of {', '.join(SHAPES)}, got {shape!r}")
 
 
 def primitive_gaussians(prompt: Prompt, n: int = 1500, seed: int = 0, jitter: float = 0.0) -> GaussianModel:
@@ -145,30 +134,38 @@ def primitive_gaussians(prompt: Prompt, n: int = 1500, seed: int = 0, jitter: fl
 def decorrelation_gaussians(prompt: Prompt, n: int = 1500, seed: int = 0, jitter: float = 0.0) -> GaussianModel:
     """Training data for a caption with one of colour and shape left out, drawn so that the named
     slot says nothing about the other one: a colour-only caption ("a small cyan") gets a distractor
-    shape (a torus or a cone, randomly oriented: none of the vocabulary's shapes), a shape-only one
-    ("a large cube") an achromatic grey (none of the named colours). No named (colour, shape) pair is
-    ever drawn, so held-out pairs stay unseen."""
+    (``DISTRACTOR_SHAPES``, randomly oriented, whose silhouettes the judge reads as none of the
+    vocabulary's shapes: a test), a shape-only one ("a large cube") an achromatic grey (none of the
+    named colours)."""
     if (prompt.colour is None) == (prompt.shape is None):
         raise ValueError(f"prompt {prompt.text!r}: decorrelation data needs exactly one of colour and shape")
     g = torch.Generator().manual_seed(seed)
     half = SIZES[prompt.size or "large"] * (1 + jitter * (2 * torch.rand(1, generator=g).item() - 1))
-    if prompt.shape is None:
-        shape = DISTRACTOR_SHAPES[int(torch.randint(len(DISTRACTOR_SHAPES), (1,), generator=g))]
-        rot = quat_to_matrix(torch.nn.functional.normalize(torch.randn(4, generator=g), dim=0))
-        pts = _surface_points(shape, n, g) * half @ rot.T
-        rgb = torch.tensor(COLOURS[prompt.colour]) * (1 + jitter * (2 * torch.rand(3, generator=g) - 1))
-    else:
+    if prompt.shape is not None:
         pts = _surface_points(prompt.shape, n, g) * half * (0.5 if prompt.shape == "cylinder" else 1.0)
-        rgb = torch.full((3,), 0.2 + 0.6 * torch.rand(1, generator=g).item())
-    return _opaque_gaussians(pts, rgb, half)
+        return _opaque_gaussians(pts, torch.full((3,), 0.2 + 0.6 * torch.rand(1, generator=g).item()), half)
+    kind = DISTRACTOR_SHAPES[int(torch.randint(len(DISTRACTOR_SHAPES), (1,), generator=g))]
+    if kind == "jack":  # three orthogonal bars, 2 long and 0.24 thick, filled
+        p = (torch.rand(n, 3, generator=g) * 2 - 1) * torch.tensor([1.0, 0.12, 0.12])
+        axis = torch.arange(n) % 3  # which bar: its long side goes to that coordinate
+        pts = torch.gather(p, 1, (torch.arange(3)[None] - axis[:, None]) % 3)
+    else:  # four balls of radius 0.3 on a tetrahedron's vertices, 0.85 from the centre (gaps of 0.8)
+        vertices = torch.tensor([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / math.sqrt(3) * 0.85
+        ball = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
+        ball = ball * torch.rand(n, 1, generator=g) ** (1 / 3) * 0.3
+        pts = vertices[torch.arange(n) % 4] + ball
+    rot = quat_to_matrix(torch.nn.functional.normalize(torch.randn(4, generator=g), dim=0))
+    rgb = torch.tensor(COLOURS[prompt.colour]) * (1 + jitter * (2 * torch.rand(3, generator=g) - 1))
+    return _opaque_gaussians(pts * half @ rot.T, rgb, half, spacing=0.04 * half)
 
 
-def _opaque_gaussians(pts: Tensor, rgb: Tensor, half: float) -> GaussianModel:
-    """Opaque isotropic Gaussians at ``pts`` ([n, 3]) of one colour, sized to the points' spacing on
-    a surface of half-extent ``half``."""
+def _opaque_gaussians(pts: Tensor, rgb: Tensor, half: float, spacing: float | None = None) -> GaussianModel:
+    """Opaque isotropic Gaussians at ``pts`` ([n, 3]) of one colour, of size ``spacing`` (default:
+    the points' spacing on a primitive's surface of half-extent ``half``)."""
     n = len(pts)
     rgb = rgb.clamp(0, 1).expand(n, 3)
-    spacing = math.sqrt(4 * math.pi / n) * half * 1.3  # about the mean distance between surface points
+    if spacing is None:
+        spacing = math.sqrt(4 * math.pi / n) * half * 1.3  # about the mean distance between surface points
     quats = torch.zeros(n, 4)
     quats[:, 0] = 1
     return GaussianModel(pts, torch.full((n, 3), math.log(spacing)), quats, torch.full((n,), 4.0),

@@ -311,7 +311,9 @@ def training_pairs(path: str | Path) -> set[tuple[str, str]] | None:
         prompts = [parse_prompt(c) for c in json.loads(captions)]
     except (ValueError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: bad 'captions' metadata: {exc}") from None
-    return {(q.colour, q.shape) for q in prompts if q.colour and q.shape}
+    if not (pairs := {(q.colour, q.shape) for q in prompts if q.colour and q.shape}):
+        raise ValueError(f"{path}: bad 'captions' metadata: no caption names a colour and a shape")
+    return pairs
 
 
 def load_builtin(space: str = "pixel") -> TinyPrior:

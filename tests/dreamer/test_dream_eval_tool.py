@@ -41,13 +41,14 @@ def test_dream_eval_evaluates_the_prior_file_it_is_given(tmp_path, capsys, monke
 
     import torch
 
+    from render.dreamer.scenes import all_prompts
     from render.dreamer.tiny_prior import BUILTIN, TinyPrior, TinyPriorConfig
 
     dream_eval = _dream_eval()
     torch.manual_seed(0)
     weights = tmp_path / "my_pixel_prior.safetensors"
     mine = TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16))
-    mine.save(weights)
+    mine.save(weights, {"captions": sorted(p.text for p in all_prompts())})
     saved = {k: v.half().float() for k, v in mine.unet.state_dict().items()}  # stored in fp16
     latent = tmp_path / "my_latent_prior.safetensors"
     TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16, space="latent")).save(latent)
@@ -111,6 +112,7 @@ def test_dream_eval_refuses_priors_that_saw_the_judged_pairs(tmp_path, capsys, m
     pix, lat = save("pix", "pixel", split), save("lat", "latent", split)
     assert training_pairs(pix) == {(p.colour, p.shape) for p in all_prompts(exclude=VALIDATION_UNSEEN)}  # no partials
     bare = save("bare", "pixel", None)
+    empty = save("empty", "pixel", [])
     leaky = save("leaky", "latent", [*split, "a large red cylinder"])  # a held-out pair
     out = tmp_path / "eval.json"
     base = ["--seeds", "0", "--steps", "2", "--out", str(out), "--restart"]
@@ -121,7 +123,16 @@ def test_dream_eval_refuses_priors_that_saw_the_judged_pairs(tmp_path, capsys, m
              (["--prompts", "unseen-val", "--arms", "anneal2", "--set", f"prior={pix}"],
               "the latent prior", "was trained on cyan cube, magenta cylinder, red sphere"),
              (["--prompts", "heldout", "--arms", "fixed2", "--set", f"prior={pix}", f"latent_prior={leaky}"],
-              "the latent prior", "was trained on red cylinder; use priors")]  # fmt: skip
+              "the latent prior", "was trained on red cylinder; use priors"),
+             # a stage-1 arm given a second stage by --set uses the latent prior: checked too
+             (["--prompts", "unseen-val", "--arms", "anneal1", "--set", f"prior={pix}", "stage2_fraction=0.3"],
+              "the latent prior", "was trained on cyan cube"),
+             (["--prompts", "unseen-val", "--arms", "anneal1", "--set", f"prior={empty}"],
+              "bad 'captions' metadata: no caption names a colour and a shape", ""),
+             (["--prompts", "train", "--arms", "anneal1", "--set", f"prior={pix}"],
+              "was not trained on cyan cube", "not validation captions"),
+             (["--prompts", "unseen-val", "--arms", "anneal1", "--set", f"prior={pix}", "guidance_mode=bogus"],
+              "arm anneal1 with --set", "guidance_mode: expected joint or composable, got 'bogus'")]  # fmt: skip
     for argv, first, second in cases:
         with pytest.raises(SystemExit) as exc:
             dream_eval.main([*base, *argv])
@@ -132,9 +143,12 @@ def test_dream_eval_refuses_priors_that_saw_the_judged_pairs(tmp_path, capsys, m
     runs = []
     monkeypatch.setattr(dream_eval, "judge", lambda model, prompt: runs.append(prompt) or _Verdict())
     assert dream_eval.main([*base, "--prompts", "unseen-val", "--arms", "anneal1", "--set", f"prior={pix}"]) == 0
+    # and a two-stage arm whose second stage --set removes needs no latent prior either
+    assert dream_eval.main([*base, "--prompts", "unseen-val", "--arms", "anneal2", "--set", f"prior={pix}",
+                            "stage2_fraction=0"]) == 0  # fmt: skip
     assert dream_eval.main([*base, "--prompts", "unseen-val", "--arms", "anneal2",
                             "--set", f"prior={pix}", f"latent_prior={lat}", "guidance=2.5"]) == 0  # fmt: skip
-    assert [(p.colour, p.shape) for p in runs] == list(VALIDATION_UNSEEN) * 2
+    assert [(p.colour, p.shape) for p in runs] == list(VALIDATION_UNSEEN) * 3
     report = json.loads(out.read_text())
     assert {r["config"]["guidance"] for r in report["runs"].values()} == {2.5}  # --set guidance= reaches the run
     assert {r["config"]["guidance2"] for r in report["runs"].values()} == {5.0}

@@ -95,6 +95,16 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             p.error(f"--set {item!r}: expected a {type(default).__name__}")
     prompts = {"heldout": HELD_OUT, "train": VALIDATION, "unseen-val": VALIDATION_UNSEEN}[a.prompts]
+    configs = {}  # every run's DreamConfig, built (and so checked) before any run starts
+    for arm in a.arms:
+        for colour, shape in prompts:
+            for seed in a.seeds:
+                fields = {"guidance": a.guidance, "guidance2": a.guidance, **ARMS[arm], **overrides}
+                try:
+                    configs[arm, Prompt(colour, shape), seed] = DreamConfig(
+                        prompt=Prompt(colour, shape).text, steps=a.steps, seed=seed, **fields)  # fmt: skip
+                except ValueError as exc:
+                    p.error(f"arm {arm} with --set {' '.join(a.set) or '(none)'}: {exc}")
     retain_freed_memory()
     # the priors every arm uses: the built-in ones unless --set prior=... / latent_prior=... names files
     specs = {"pixel": overrides.get("prior", "builtin"), "latent": overrides.get("latent_prior", "builtin")}
@@ -109,21 +119,25 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, OSError) as exc:
             p.error(f"--set {name}={spec}: {exc}")
     files = {space: BUILTIN[space] if spec == "builtin" else Path(spec) for space, spec in specs.items()}
-    if a.prompts != "train":  # the judged pairs must be unseen by every prior a run uses
-        stage2 = any({**ARMS[k], **overrides}.get("stage2_fraction", 0) > 0 for k in a.arms)
-        for space in ("pixel", "latent") if stage2 else ("pixel",):
-            name = "prior" if space == "pixel" else "latent_prior"
-            try:
-                seen = training_pairs(files[space])
-            except ValueError as exc:
-                p.error(f"--set {name}={specs[space]}: {exc}")
-            if seen is None:
-                p.error(f"--prompts {a.prompts}: {files[space]} records no training captions, so the prompts "
-                        "cannot be checked to be unseen")  # fmt: skip
-            if leaked := sorted(f"{c} {s}" for c, s in prompts if (c, s) in seen):
-                hint = " (tools/train_tiny_prior.py --validation-split)" if a.prompts == "unseen-val" else ""
-                p.error(f"--prompts {a.prompts}: the {space} prior {files[space]} was trained on "
-                        f"{', '.join(leaked)}; use priors trained without them{hint}")  # fmt: skip
+    # the judged pairs must be unseen (heldout, unseen-val) or seen (train) by every prior a run uses
+    stage2 = any(cfg.stage2_fraction > 0 for cfg in configs.values())
+    for space in ("pixel", "latent") if stage2 else ("pixel",):
+        name = "prior" if space == "pixel" else "latent_prior"
+        try:
+            seen = training_pairs(files[space])
+        except ValueError as exc:
+            p.error(f"--set {name}={specs[space]}: {exc}")
+        if seen is None:
+            p.error(f"--prompts {a.prompts}: {files[space]} records no training captions, so the prompts "
+                    f"cannot be checked to be {'seen' if a.prompts == 'train' else 'unseen'}")  # fmt: skip
+        if a.prompts == "train":
+            if unseen := sorted(f"{c} {s}" for c, s in prompts if (c, s) not in seen):
+                p.error(f"--prompts train: the {space} prior {files[space]} was not trained on "
+                        f"{', '.join(unseen)}, so these are not validation captions for it")  # fmt: skip
+        elif leaked := sorted(f"{c} {s}" for c, s in prompts if (c, s) in seen):
+            hint = " (tools/train_tiny_prior.py --validation-split)" if a.prompts == "unseen-val" else ""
+            p.error(f"--prompts {a.prompts}: the {space} prior {files[space]} was trained on "
+                    f"{', '.join(leaked)}; use priors trained without them{hint}")  # fmt: skip
     report = load_json(a.out) if a.out.is_file() else {"runs": {}}
     weights = {space: hashlib.sha256(f.read_bytes()).hexdigest()[:16] for space, f in files.items()}
     code = hashlib.sha256(b"".join(f.read_bytes() for f in CODE)).hexdigest()[:16]
@@ -142,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             prompt = Prompt(colour, shape)
             for seed in a.seeds:
                 key = f"{arm}/{prompt.text}/{seed}"
-                fields = {"guidance": a.guidance, "guidance2": a.guidance, **ARMS[arm], **overrides}
-                cfg = DreamConfig(prompt=prompt.text, steps=a.steps, seed=seed, **fields)
+                cfg = configs[arm, prompt, seed]
                 config = json.loads(json.dumps(asdict(cfg), default=str))
                 if report["runs"].get(key, {}).get("config") == config:
                     continue  # the same run (settings, code, weights): reuse it

@@ -23,11 +23,13 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "cyan": (0.10, 0.80, 0.85),
 }
 SHAPES = ("cube", "sphere", "cylinder")
-DISTRACTOR_SHAPES = ("jack", "cluster")
-"""non-convex objects outside the vocabulary, for the optional colour-only training captions of
-:func:`decorrelation_gaussians`: three crossed thin bars, and four separate small balls. (A torus
-and a cone were tried first; at 32 px a torus's hole closes and a cone seen along its axis is a
-disc, so about half of their renders read as spheres to the judge.)"""
+DISTRACTOR_SHAPES = ("cluster",)
+"""objects outside the vocabulary, for the optional colour-only training captions of
+:func:`decorrelation_gaussians`: four separate small balls on a tetrahedron's vertices. (Tried
+first, and rejected: a torus and a cone, and then crossed bars and a tighter cluster. At the
+priors' 32 px the torus's hole closes, a cone along its axis is a disc, and small bars or a tight
+cluster are blobs, so that many renders were as close to a sphere or a cube as real primitives are
+to each other.)"""
 SIZES: dict[str, float] = {"small": 0.32, "large": 0.5}
 """half-extent in metres (the cylinder is twice as tall as it is wide)"""
 
@@ -134,9 +136,9 @@ def primitive_gaussians(prompt: Prompt, n: int = 1500, seed: int = 0, jitter: fl
 def decorrelation_gaussians(prompt: Prompt, n: int = 1500, seed: int = 0, jitter: float = 0.0) -> GaussianModel:
     """Training data for a caption with one of colour and shape left out, drawn so that the named
     slot says nothing about the other one: a colour-only caption ("a small cyan") gets a distractor
-    (``DISTRACTOR_SHAPES``, randomly oriented, whose silhouettes the judge reads as none of the
-    vocabulary's shapes: a test), a shape-only one ("a large cube") an achromatic grey (none of the
-    named colours)."""
+    (``DISTRACTOR_SHAPES``, randomly oriented; a test checks that its 32 px silhouettes are further
+    from every vocabulary shape's than real primitives are from the wrong shape's), a shape-only one
+    ("a large cube") an achromatic grey (none of the named colours)."""
     if (prompt.colour is None) == (prompt.shape is None):
         raise ValueError(f"prompt {prompt.text!r}: decorrelation data needs exactly one of colour and shape")
     g = torch.Generator().manual_seed(seed)
@@ -144,16 +146,10 @@ def decorrelation_gaussians(prompt: Prompt, n: int = 1500, seed: int = 0, jitter
     if prompt.shape is not None:
         pts = _surface_points(prompt.shape, n, g) * half * (0.5 if prompt.shape == "cylinder" else 1.0)
         return _opaque_gaussians(pts, torch.full((3,), 0.2 + 0.6 * torch.rand(1, generator=g).item()), half)
-    kind = DISTRACTOR_SHAPES[int(torch.randint(len(DISTRACTOR_SHAPES), (1,), generator=g))]
-    if kind == "jack":  # three orthogonal bars, 2 long and 0.24 thick, filled
-        p = (torch.rand(n, 3, generator=g) * 2 - 1) * torch.tensor([1.0, 0.12, 0.12])
-        axis = torch.arange(n) % 3  # which bar: its long side goes to that coordinate
-        pts = torch.gather(p, 1, (torch.arange(3)[None] - axis[:, None]) % 3)
-    else:  # four balls of radius 0.3 on a tetrahedron's vertices, 0.85 from the centre (gaps of 0.8)
-        vertices = torch.tensor([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / math.sqrt(3) * 0.85
-        ball = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
-        ball = ball * torch.rand(n, 1, generator=g) ** (1 / 3) * 0.3
-        pts = vertices[torch.arange(n) % 4] + ball
+    # the cluster: four balls of radius 0.3 on a tetrahedron's vertices 1.1 from the centre (gaps of 1.2)
+    vertices = torch.tensor([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / math.sqrt(3) * 1.1
+    ball = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
+    pts = vertices[torch.arange(n) % 4] + ball * torch.rand(n, 1, generator=g) ** (1 / 3) * 0.3
     rot = quat_to_matrix(torch.nn.functional.normalize(torch.randn(4, generator=g), dim=0))
     rgb = torch.tensor(COLOURS[prompt.colour]) * (1 + jitter * (2 * torch.rand(3, generator=g) - 1))
     return _opaque_gaussians(pts * half @ rot.T, rgb, half, spacing=0.04 * half)

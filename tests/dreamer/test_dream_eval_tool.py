@@ -132,7 +132,9 @@ def test_dream_eval_refuses_priors_that_saw_the_judged_pairs(tmp_path, capsys, m
              (["--prompts", "train", "--arms", "anneal1", "--set", f"prior={pix}"],
               "was not trained on cyan cube", "not validation captions"),
              (["--prompts", "unseen-val", "--arms", "anneal1", "--set", f"prior={pix}", "guidance_mode=bogus"],
-              "arm anneal1 with --set", "guidance_mode: expected joint or composable, got 'bogus'")]  # fmt: skip
+              "arm anneal1: ", "guidance_mode: expected joint or composable, got 'bogus'"),
+             (["--prompts", "unseen-val", "--arms", "anneal1", "--set", f"prior={pix}", "steps=5"],
+              "--set steps: set by the benchmark", "--steps")]  # fmt: skip
     for argv, first, second in cases:
         with pytest.raises(SystemExit) as exc:
             dream_eval.main([*base, *argv])

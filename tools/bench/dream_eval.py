@@ -17,7 +17,8 @@ are chosen, so that the held-out prompts are not used for tuning. ``--prompts un
 trained with ``tools/train_tiny_prior.py --validation-split`` have not seen: settings for unseen
 pairs are chosen there, with those priors (``--set prior=... latent_prior=...``). For both unseen
 sets the benchmark reads the training captions each prior used records and refuses to run
-if a judged pair is among them. ``--set KEY=VALUE`` overrides a
+if a judged pair is among them; for ``train`` it refuses if one is not. (A check of captions: it
+cannot see a pair that training data shows without naming it.) ``--set KEY=VALUE`` overrides a
 ``DreamConfig`` field in every arm; ``--set prior=FILE`` (or ``latent_prior=FILE``) evaluates
 another tiny prior's weights in place of the shipped ones.
 
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         key, sep, value = item.partition("=")
         if not sep or key not in DreamConfig.__dataclass_fields__:
             p.error(f"--set {item!r}: expected KEY=VALUE with KEY a DreamConfig field")
+        if key in ("prompt", "steps", "seed"):
+            p.error(f"--set {key}: set by the benchmark (use --prompts, --steps, --seeds)")
         default = DreamConfig.__dataclass_fields__[key].default
         if not isinstance(default, (int, float, str)) or isinstance(default, bool):
             p.error(f"--set {key}: only number and text fields can be set")
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     configs[arm, Prompt(colour, shape), seed] = DreamConfig(
                         prompt=Prompt(colour, shape).text, steps=a.steps, seed=seed, **fields)  # fmt: skip
                 except ValueError as exc:
-                    p.error(f"arm {arm} with --set {' '.join(a.set) or '(none)'}: {exc}")
+                    p.error(f"arm {arm}: {exc}")
     retain_freed_memory()
     # the priors every arm uses: the built-in ones unless --set prior=... / latent_prior=... names files
     specs = {"pixel": overrides.get("prior", "builtin"), "latent": overrides.get("latent_prior", "builtin")}
@@ -151,25 +154,21 @@ def main(argv: list[str] | None = None) -> int:
         report = {"runs": {}}
     arms = {k: {**ARMS[k], **{f: v for f, v in overrides.items() if f in ARMS[k]}} for k in a.arms}  # as run
     report["settings"] = {**settings, "seeds": a.seeds, "arms": arms}
-    for arm in a.arms:
-        for colour, shape in prompts:
-            prompt = Prompt(colour, shape)
-            for seed in a.seeds:
-                key = f"{arm}/{prompt.text}/{seed}"
-                cfg = configs[arm, prompt, seed]
-                config = json.loads(json.dumps(asdict(cfg), default=str))
-                if report["runs"].get(key, {}).get("config") == config:
-                    continue  # the same run (settings, code, weights): reuse it
-                t0 = time.perf_counter()
-                d = Dreamer(cfg, priors=(priors["pixel"], priors["latent"] if cfg.stage2_fraction > 0 else None))
-                d.run(progress=False)
-                v = judge(d.model, prompt).as_dict()
-                report["runs"][key] = {"arm": arm, "prompt": prompt.text, "seed": seed, "gaussians": len(d.model),
-                                       "seconds": time.perf_counter() - t0, **v, "config": config}  # fmt: skip
-                print(f"{key:40s} -> {v['colour']:8s} {v['shape']:9s} match={v['match']!s:5s} "
-                      f"views={v['per_view_match']:.2f} sat={v['saturation']:.2f} ({time.perf_counter() - t0:.0f} s)",
-                      flush=True)  # fmt: skip
-                save_json(report, a.out)
+    for (arm, prompt, seed), cfg in configs.items():
+        key = f"{arm}/{prompt.text}/{seed}"
+        config = json.loads(json.dumps(asdict(cfg), default=str))
+        if report["runs"].get(key, {}).get("config") == config:
+            continue  # the same run (settings, code, weights): reuse it
+        t0 = time.perf_counter()
+        d = Dreamer(cfg, priors=(priors["pixel"], priors["latent"] if cfg.stage2_fraction > 0 else None))
+        d.run(progress=False)
+        v = judge(d.model, prompt).as_dict()
+        report["runs"][key] = {"arm": arm, "prompt": prompt.text, "seed": seed, "gaussians": len(d.model),
+                               "seconds": time.perf_counter() - t0, **v, "config": config}  # fmt: skip
+        print(f"{key:40s} -> {v['colour']:8s} {v['shape']:9s} match={v['match']!s:5s} "
+              f"views={v['per_view_match']:.2f} sat={v['saturation']:.2f} ({time.perf_counter() - t0:.0f} s)",
+              flush=True)  # fmt: skip
+        save_json(report, a.out)
     summary = {}
     for arm in a.arms:
         runs = [r for r in report["runs"].values() if r["arm"] == arm and r["seed"] in a.seeds]

@@ -59,7 +59,7 @@ def render_dataset(views: int, size: int, seed: int, progress: bool = True,
     """``[M, 3, size, size]`` images in [0, 1] and their prompts: ``views`` per training caption
     (``scenes.all_prompts``, less the (colour, shape) pairs in ``exclude``), then
     ``decorrelation_views`` per colour-only and per shape-only caption
-    (``scenes.decorrelation_gaussians``: a named colour on a jack or a cluster of balls, a named shape in grey)."""
+    (``scenes.decorrelation_gaussians``: a named colour on a cluster of four balls, a named shape in grey)."""
     g = torch.Generator().manual_seed(seed)
     images, prompts = [], []
     todo = [p for p in all_prompts(exclude=exclude) for _ in range(views)]
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", type=Path, default=ROOT / "assets" / "dreamer")
     p.add_argument("--decorrelation-views", type=int, default=0,
-                   help="renders per colour-only and per shape-only caption (a colour on a jack or a cluster of "
+                   help="renders per colour-only and per shape-only caption (a colour on a cluster of four "
                         "balls, a shape in grey) so one slot does not imply the other (0: none)")  # fmt: skip
     p.add_argument("--validation-split", action="store_true",
                    help="also leave out scenes.VALIDATION_UNSEEN (for choosing settings; needs --out-dir)")  # fmt: skip

@@ -269,13 +269,7 @@ class TinyPrior(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such prior weights file")
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-        except (SafetensorError, OSError) as exc:  # a corrupt or foreign file
-            raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+        meta = _metadata(path)
         if "config" not in meta:
             raise ValueError(f"{path}: not a tiny prior (no 'config' in the safetensors metadata)")
         try:
@@ -294,17 +288,22 @@ class TinyPrior(nn.Module):
         return prior.eval().requires_grad_(False)
 
 
-def training_pairs(path: str | Path) -> set[tuple[str, str]] | None:
-    """The (colour, shape) pairs of the captions a tiny prior file was trained on, as recorded in its
-    metadata by ``tools/train_tiny_prior.py`` (captions that name only a colour or only a shape, the
-    decorrelation data, show no pair); None when the file records none."""
+def _metadata(path: str | Path) -> dict[str, str]:
+    """A safetensors file's metadata; a corrupt or foreign file is a one-line ValueError."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), "pt") as f:
-            captions = (f.metadata() or {}).get("captions")
+            return f.metadata() or {}
     except (SafetensorError, OSError) as exc:
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def training_pairs(path: str | Path) -> set[tuple[str, str]] | None:
+    """The (colour, shape) pairs of the captions a tiny prior file was trained on, as recorded in its
+    metadata by ``tools/train_tiny_prior.py`` (captions that name only a colour or only a shape, the
+    decorrelation data, show no pair); None when the file records none."""
+    captions = _metadata(path).get("captions")
     if captions is None:
         return None
     try:

@@ -78,9 +78,9 @@ def render_dataset(views: int, size: int, seed: int, progress: bool = True,
 
 
 def train(space: str, images: torch.Tensor, prompts: list[Prompt], steps: int, batch: int, lr: float, seed: int,
-          progress: bool = True) -> tuple[TinyPrior, list[float]]:  # fmt: skip
+          progress: bool = True, colour_blocks: str = "all") -> tuple[TinyPrior, list[float]]:  # fmt: skip
     torch.manual_seed(seed)
-    prior = TinyPrior(TinyPriorConfig(space=space, image_size=images.shape[-1]))
+    prior = TinyPrior(TinyPriorConfig(space=space, image_size=images.shape[-1], colour_blocks=colour_blocks))
     ema = copy.deepcopy(prior.unet).requires_grad_(False)
     opt = torch.optim.AdamW(prior.unet.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decorrelation-views", type=int, default=0,
                    help="renders per colour-only and per shape-only caption (a colour on a cluster of four "
                         "balls, a shape in grey) so one slot does not imply the other (0: none)")  # fmt: skip
+    p.add_argument("--colour-blocks", choices=["all", "outer"], default="all",
+                   help="U-Net blocks the colour slot conditions (outer: full resolution only)")  # fmt: skip
     p.add_argument("--validation-split", action="store_true",
                    help="also leave out scenes.VALIDATION_UNSEEN (for choosing settings; needs --out-dir)")  # fmt: skip
     a = p.parse_args(argv)
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
               "captions": sorted({q.text for q in prompts}), "images": len(images), "priors": {}}  # fmt: skip
     for space in ["pixel", "latent"] if a.space == "both" else [a.space]:
         steps = a.steps if space == "pixel" else a.latent_steps
-        prior, losses = train(space, images, prompts, steps, a.batch, a.lr, a.seed)
+        prior, losses = train(space, images, prompts, steps, a.batch, a.lr, a.seed, colour_blocks=a.colour_blocks)
         path = a.out_dir / f"tiny_{space}_prior.safetensors"
         prior.save(path, {"captions": report["captions"], "steps": steps})
         tail = losses[-200:]

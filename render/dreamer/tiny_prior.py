@@ -12,6 +12,9 @@ Text conditioning is compositional by construction: the caption is parsed into (
 size) slots, each slot has its own embedding table with a "none" entry (the unconditional input
 for classifier-free guidance is all "none"), and the sum conditions every residual block (FiLM).
 That is what lets the prior render (colour, shape) pairs it never saw together.
+``TinyPriorConfig.colour_blocks = "outer"`` (an experiment, off in the shipped priors) lets the colour
+slot condition only the last block, so that the blocks which lay out the object cannot take the
+shape from the caption's colour.
 """
 
 from __future__ import annotations
@@ -42,10 +45,17 @@ class TinyPriorConfig:
     timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
+    colour_blocks: str = "all"
+    """which residual blocks the colour slot conditions: "all", or "outer" (only the last one, at full
+    resolution on the way up: every block before it, the coarse ones that lay out the object
+    included, sees time, shape and size only, so the caption's colour cannot select a shape; the
+    colours in x_t still reach them)"""
 
     def __post_init__(self) -> None:
         if self.space not in ("pixel", "latent"):
             raise ValueError(f"space: expected 'pixel' or 'latent', got {self.space!r}")
+        if self.colour_blocks not in ("all", "outer"):
+            raise ValueError(f"colour_blocks: expected 'all' or 'outer', got {self.colour_blocks!r}")
         if self.image_size % 8:
             raise ValueError(f"image_size: must be a multiple of 8, got {self.image_size}")
 
@@ -111,8 +121,10 @@ class CaptionEncoder(nn.Module):
             ]
         )  # fmt: skip
 
-    def forward(self, idx: Tensor) -> Tensor:
-        return self.colour(idx[:, 0]) + self.shape(idx[:, 1]) + self.size(idx[:, 2])
+    def forward(self, idx: Tensor, colour: bool = True) -> Tensor:
+        """The slots' summed embedding; ``colour=False`` leaves the colour slot out."""
+        e = self.shape(idx[:, 1]) + self.size(idx[:, 2])
+        return e + self.colour(idx[:, 0]) if colour else e
 
 
 def _timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -139,7 +151,8 @@ class _ResBlock(nn.Module):
 
 class TinyUNet(nn.Module):
     """Three resolutions (s, s/2, s/4), one FiLM residual block per level and side, skip
-    connections; predicts the noise eps."""
+    connections; predicts the noise eps. With ``cfg.colour_blocks == "outer"`` only the last
+    block sees the colour slot."""
 
     def __init__(self, cfg: TinyPriorConfig) -> None:
         super().__init__()
@@ -161,12 +174,13 @@ class TinyUNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(8, c0), nn.SiLU(), nn.Conv2d(c0, cfg.in_channels, 3, padding=1))
 
     def forward(self, x: Tensor, t: Tensor, caption_idx: Tensor) -> Tensor:
-        emb = self.time(_timestep_embedding(t, self.cfg.emb_dim).to(x.dtype)) + self.caption(caption_idx)
-        emb = F.silu(emb)
-        h0 = self.d0(self.inp(x), emb)
-        h1 = self.d1(self.down0(h0), emb)
-        h = self.mid2(self.mid1(self.down1(h1), emb), emb)
-        h = self.u1(torch.cat([self.up1(F.interpolate(h, scale_factor=2.0)), h1], 1), emb)
+        temb = self.time(_timestep_embedding(t, self.cfg.emb_dim).to(x.dtype))
+        emb = F.silu(temb + self.caption(caption_idx))
+        inner = emb if self.cfg.colour_blocks == "all" else F.silu(temb + self.caption(caption_idx, colour=False))
+        h0 = self.d0(self.inp(x), inner)
+        h1 = self.d1(self.down0(h0), inner)
+        h = self.mid2(self.mid1(self.down1(h1), inner), inner)
+        h = self.u1(torch.cat([self.up1(F.interpolate(h, scale_factor=2.0)), h1], 1), inner)
         h = self.u0(torch.cat([self.up0(F.interpolate(h, scale_factor=2.0)), h0], 1), emb)
         return self.out(h)
 

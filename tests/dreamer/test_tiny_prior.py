@@ -226,6 +226,38 @@ def test_save_load_round_trip_and_errors(tmp_path):
         TinyPrior.load(tmp_path / "other.safetensors")
 
 
+@pytest.mark.parametrize("colour_blocks", ["all", "outer"])
+def test_colour_blocks_keeps_the_colour_slot_out_of_the_coarse_blocks(tmp_path, colour_blocks):
+    torch.manual_seed(0)
+    prior = TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16, colour_blocks=colour_blocks))
+    unet = prior.unet
+    with torch.no_grad():  # a fresh U-Net's zero-ish embeddings would hide a dependence: randomise them
+        for table in (unet.caption.colour, unet.caption.shape, unet.caption.size):
+            table.weight.normal_()
+    seen = {}
+    hooks = [getattr(unet, n).register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o.clone()))
+             for n in ("d0", "d1", "mid1", "mid2", "u1", "u0")]  # fmt: skip
+    x, t = torch.randn(1, 3, 32, 32), torch.tensor([300])
+    runs = []
+    for text in ("a red cube", "a blue cube", "a cube", "a red sphere"):
+        with torch.no_grad():
+            eps = unet(x, t, prior.caption_indices(text, 1))
+        runs.append((eps, dict(seen)))
+    for h in hooks:
+        h.remove()
+    (red, red_act), (blue, blue_act), (_, none_act), (_, sphere_act) = runs
+    for n in ("d0", "d1", "mid1", "mid2", "u1"):
+        same = torch.allclose(red_act[n], blue_act[n]) and torch.allclose(red_act[n], none_act[n])
+        assert same == (colour_blocks == "outer"), n  # "all": the colour reaches every block
+        assert not torch.allclose(red_act[n], sphere_act[n]), n  # the shape always does
+    assert not torch.allclose(red_act["u0"], blue_act["u0"]) and not torch.allclose(red, blue)
+    path = tmp_path / "p.safetensors"
+    prior.save(path)
+    assert TinyPrior.load(path).cfg.colour_blocks == colour_blocks
+    with pytest.raises(ValueError, match="colour_blocks: expected 'all' or 'outer', got 'inner'"):
+        TinyPriorConfig(colour_blocks="inner")
+
+
 def test_the_shipped_priors_load_and_fit_the_budget():
     from render.dreamer.tiny_prior import BUILTIN, load_builtin
 

@@ -123,8 +123,9 @@ class CaptionEncoder(nn.Module):
 
     def forward(self, idx: Tensor, colour: bool = True) -> Tensor:
         """The slots' summed embedding; ``colour=False`` leaves the colour slot out."""
-        e = self.shape(idx[:, 1]) + self.size(idx[:, 2])
-        return e + self.colour(idx[:, 0]) if colour else e
+        if colour:  # the shipped priors' order of additions, so their outputs stay bit for bit
+            return self.colour(idx[:, 0]) + self.shape(idx[:, 1]) + self.size(idx[:, 2])
+        return self.shape(idx[:, 1]) + self.size(idx[:, 2])
 
 
 def _timestep_embedding(t: Tensor, dim: int) -> Tensor:

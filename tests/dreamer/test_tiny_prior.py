@@ -231,9 +231,6 @@ def test_colour_blocks_keeps_the_colour_slot_out_of_the_coarse_blocks(tmp_path, 
     torch.manual_seed(0)
     prior = TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16, colour_blocks=colour_blocks))
     unet = prior.unet
-    with torch.no_grad():  # a fresh U-Net's zero-ish embeddings would hide a dependence: randomise them
-        for table in (unet.caption.colour, unet.caption.shape, unet.caption.size):
-            table.weight.normal_()
     seen = {}
     hooks = [getattr(unet, n).register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o.clone()))
              for n in ("d0", "d1", "mid1", "mid2", "u1", "u0")]  # fmt: skip
@@ -251,6 +248,9 @@ def test_colour_blocks_keeps_the_colour_slot_out_of_the_coarse_blocks(tmp_path, 
         assert same == (colour_blocks == "outer"), n  # "all": the colour reaches every block
         assert not torch.allclose(red_act[n], sphere_act[n]), n  # the shape always does
     assert not torch.allclose(red_act["u0"], blue_act["u0"]) and not torch.allclose(red, blue)
+    idx = prior.caption_indices("a red cube", 1)  # the default keeps the shipped priors' sum exactly
+    c = unet.caption
+    assert torch.equal(c(idx), c.colour(idx[:, 0]) + c.shape(idx[:, 1]) + c.size(idx[:, 2]))
     path = tmp_path / "p.safetensors"
     prior.save(path)
     assert TinyPrior.load(path).cfg.colour_blocks == colour_blocks

@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decorrelation-views", type=int, default=0,
                    help="renders per colour-only and per shape-only caption (a colour on a cluster of four "
                         "balls, a shape in grey) so one slot does not imply the other (0: none)")  # fmt: skip
-    p.add_argument("--colour-blocks", choices=["all", "outer"], default="all",
-                   help="U-Net blocks the colour slot conditions (outer: full resolution only)")  # fmt: skip
+    p.add_argument("--colour-blocks", choices=["all", "up", "outer"], default="all",
+                   help="U-Net blocks the colour slot conditions (up: u1, u0; outer: u0)")  # fmt: skip
     p.add_argument("--validation-split", action="store_true",
                    help="also leave out scenes.VALIDATION_UNSEEN (for choosing settings; needs --out-dir)")  # fmt: skip
     a = p.parse_args(argv)

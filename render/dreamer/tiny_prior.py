@@ -46,16 +46,17 @@ class TinyPriorConfig:
     beta_start: float = 1e-4
     beta_end: float = 0.02
     colour_blocks: str = "all"
-    """which residual blocks the colour slot conditions: "all", or "outer" (only the last one, at full
-    resolution on the way up: every block before it, the coarse ones that lay out the object
-    included, sees time, shape and size only, so the caption's colour cannot select a shape; the
-    colours in x_t still reach them)"""
+    """which residual blocks the colour slot conditions: "all"; "up" (the two blocks after the middle,
+    at half and full resolution on the way up); or "outer" (only the last one, at full resolution on
+    the way up). The blocks before them, the coarse ones that lay out the object included, see
+    time, shape and size only, so the caption's colour cannot select a shape there; the colours
+    in x_t still reach them"""
 
     def __post_init__(self) -> None:
         if self.space not in ("pixel", "latent"):
             raise ValueError(f"space: expected 'pixel' or 'latent', got {self.space!r}")
-        if self.colour_blocks not in ("all", "outer"):
-            raise ValueError(f"colour_blocks: expected 'all' or 'outer', got {self.colour_blocks!r}")
+        if self.colour_blocks not in ("all", "up", "outer"):
+            raise ValueError(f"colour_blocks: expected 'all', 'up' or 'outer', got {self.colour_blocks!r}")
         if self.image_size % 8:
             raise ValueError(f"image_size: must be a multiple of 8, got {self.image_size}")
 
@@ -152,8 +153,8 @@ class _ResBlock(nn.Module):
 
 class TinyUNet(nn.Module):
     """Three resolutions (s, s/2, s/4), one FiLM residual block per level and side, skip
-    connections; predicts the noise eps. With ``cfg.colour_blocks == "outer"`` only the last
-    block sees the colour slot."""
+    connections; predicts the noise eps. ``cfg.colour_blocks`` says which blocks see the colour
+    slot (all; u1 and u0; or u0 only)."""
 
     def __init__(self, cfg: TinyPriorConfig) -> None:
         super().__init__()
@@ -181,7 +182,8 @@ class TinyUNet(nn.Module):
         h0 = self.d0(self.inp(x), inner)
         h1 = self.d1(self.down0(h0), inner)
         h = self.mid2(self.mid1(self.down1(h1), inner), inner)
-        h = self.u1(torch.cat([self.up1(F.interpolate(h, scale_factor=2.0)), h1], 1), inner)
+        h = self.u1(torch.cat([self.up1(F.interpolate(h, scale_factor=2.0)), h1], 1),
+                    inner if self.cfg.colour_blocks == "outer" else emb)  # fmt: skip
         h = self.u0(torch.cat([self.up0(F.interpolate(h, scale_factor=2.0)), h0], 1), emb)
         return self.out(h)
 

@@ -226,7 +226,7 @@ def test_save_load_round_trip_and_errors(tmp_path):
         TinyPrior.load(tmp_path / "other.safetensors")
 
 
-@pytest.mark.parametrize("colour_blocks", ["all", "outer"])
+@pytest.mark.parametrize("colour_blocks", ["all", "up", "outer"])
 def test_colour_blocks_keeps_the_colour_slot_out_of_the_coarse_blocks(tmp_path, colour_blocks):
     torch.manual_seed(0)
     prior = TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16, colour_blocks=colour_blocks))
@@ -243,9 +243,10 @@ def test_colour_blocks_keeps_the_colour_slot_out_of_the_coarse_blocks(tmp_path, 
     for h in hooks:
         h.remove()
     (red, red_act), (blue, blue_act), (_, none_act), (_, sphere_act) = runs
+    sees = {"all": {"d0", "d1", "mid1", "mid2", "u1"}, "up": {"u1"}, "outer": set()}[colour_blocks]
     for n in ("d0", "d1", "mid1", "mid2", "u1"):
         same = torch.allclose(red_act[n], blue_act[n]) and torch.allclose(red_act[n], none_act[n])
-        assert same == (colour_blocks == "outer"), n  # "all": the colour reaches every block
+        assert same == (n not in sees), n
         assert not torch.allclose(red_act[n], sphere_act[n]), n  # the shape always does
     assert not torch.allclose(red_act["u0"], blue_act["u0"]) and not torch.allclose(red, blue)
     idx = prior.caption_indices("a red cube", 1)  # the default keeps the shipped priors' sum exactly
@@ -254,7 +255,7 @@ def test_colour_blocks_keeps_the_colour_slot_out_of_the_coarse_blocks(tmp_path, 
     path = tmp_path / "p.safetensors"
     prior.save(path)
     assert TinyPrior.load(path).cfg.colour_blocks == colour_blocks
-    with pytest.raises(ValueError, match="colour_blocks: expected 'all' or 'outer', got 'inner'"):
+    with pytest.raises(ValueError, match="colour_blocks: expected 'all', 'up' or 'outer', got 'inner'"):
         TinyPriorConfig(colour_blocks="inner")
 
 

@@ -12,9 +12,9 @@ Text conditioning is compositional by construction: the caption is parsed into (
 size) slots, each slot has its own embedding table with a "none" entry (the unconditional input
 for classifier-free guidance is all "none"), and the sum conditions every residual block (FiLM).
 That is what lets the prior render (colour, shape) pairs it never saw together.
-``TinyPriorConfig.colour_blocks = "outer"`` (an experiment, off in the shipped priors) lets the colour
-slot condition only the last block, so that the blocks which lay out the object cannot take the
-shape from the caption's colour.
+``TinyPriorConfig.colour_blocks`` ("up" or "outer": experiments, off in the shipped priors) lets
+the colour slot condition only the last two blocks or the last one, so that the blocks which lay
+out the object cannot take the shape from the caption's colour.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
 
 from render.dreamer.scenes import (  # noqa: E402
     COLOURS,
+    SHAPE_COLOURS,
     SHAPES,
     SIZES,
     VALIDATION_UNSEEN,
@@ -54,20 +55,23 @@ from worldline.runtime import retain_freed_memory  # noqa: E402
 
 
 def render_dataset(views: int, size: int, seed: int, progress: bool = True,
-                   exclude: tuple[tuple[str, str], ...] = (), decorrelation_views: int = 0
-                   ) -> tuple[torch.Tensor, list[Prompt]]:  # fmt: skip
+                   exclude: tuple[tuple[str, str], ...] = (), decorrelation_views: int = 0,
+                   shape_colour: str = "grey") -> tuple[torch.Tensor, list[Prompt]]:  # fmt: skip
     """``[M, 3, size, size]`` images in [0, 1] and their prompts: ``views`` per training caption
     (``scenes.all_prompts``, less the (colour, shape) pairs in ``exclude``), then
     ``decorrelation_views`` per colour-only and per shape-only caption
-    (``scenes.decorrelation_gaussians``: a named colour on a cluster of four balls, a named shape in grey)."""
+    (``scenes.decorrelation_gaussians``: a named colour on a cluster of four balls, a named shape in
+    ``shape_colour``: grey, or a colour on the border between two names)."""
     g = torch.Generator().manual_seed(seed)
     images, prompts = [], []
     todo = [p for p in all_prompts(exclude=exclude) for _ in range(views)]
     partial = [Prompt(c, None, z) for c in COLOURS for z in SIZES] + [Prompt(None, s, z) for s in SHAPES for z in SIZES]
     todo += [p for p in partial for _ in range(decorrelation_views)]
     for i, p in enumerate(tqdm(todo, desc="render data", disable=not progress)):
-        make = primitive_gaussians if p.colour and p.shape else decorrelation_gaussians
-        gs = make(p, n=1200, seed=seed * 100003 + i, jitter=0.15)
+        if p.colour and p.shape:
+            gs = primitive_gaussians(p, n=1200, seed=seed * 100003 + i, jitter=0.15)
+        else:
+            gs = decorrelation_gaussians(p, n=1200, seed=seed * 100003 + i, jitter=0.15, shape_colour=shape_colour)
         cam = sample_cameras(1, size, CameraRanges(), g)[0]
         bg = torch.rand(3, generator=g)
         with torch.no_grad():
@@ -136,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decorrelation-views", type=int, default=0,
                    help="renders per colour-only and per shape-only caption (a colour on a cluster of four "
                         "balls, a shape in grey) so one slot does not imply the other (0: none)")  # fmt: skip
+    p.add_argument("--shape-colours", choices=list(SHAPE_COLOURS), default="grey",
+                   help="colour of the shape-only decorrelation renders: grey, or boundary (a colour equally "
+                        "far from two hue-adjacent names, e.g. azure between cyan and blue)")  # fmt: skip
     p.add_argument("--colour-blocks", choices=["all", "up", "outer"], default="all",
                    help="U-Net blocks the colour slot conditions (up: u1, u0; outer: u0)")  # fmt: skip
     p.add_argument("--validation-split", action="store_true",
@@ -147,8 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--validation-split: give --out-dir; validation-split priors never replace the shipped ones")
     retain_freed_memory()
     t0 = time.time()
-    images, prompts = render_dataset(a.views, a.size, a.seed, exclude=VALIDATION_UNSEEN if a.validation_split else (),
-                                     decorrelation_views=a.decorrelation_views)  # fmt: skip
+    exclude = VALIDATION_UNSEEN if a.validation_split else ()
+    images, prompts = render_dataset(
+        a.views,
+        a.size,
+        a.seed,
+        exclude=exclude,
+        decorrelation_views=a.decorrelation_views,
+        shape_colour=a.shape_colours,
+    )
     report = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
               "captions": sorted({q.text for q in prompts}), "images": len(images), "priors": {}}  # fmt: skip
     for space in ["pixel", "latent"] if a.space == "both" else [a.space]:

@@ -3,6 +3,7 @@ on a sphere around the object (shared by the prior's training data and by `rende
 
 from __future__ import annotations
 
+import colorsys
 import math
 from dataclasses import dataclass
 
@@ -30,6 +31,25 @@ first, and rejected: a torus and a cone, and then crossed bars and a tighter clu
 priors' 32 px the torus's hole closes, a cone along its axis is a disc, and small bars or a tight
 cluster are blobs, so that many renders were as close to a sphere or a cube as real primitives are
 to each other.)"""
+
+
+def boundary_colours() -> dict[tuple[str, str], tuple[float, float, float]]:
+    """Colours that no name owns, for the shape-only training captions of
+    :func:`decorrelation_gaussians` (``shape_colour="boundary"``): for each pair of named colours
+    next to each other in hue, the RGB whose chromaticity (rgb / its sum, the judge's colour space)
+    is the midpoint of theirs, at their mean brightness (sum). It is equally far from both and
+    further from every other name (a test checks this), so it is on the border between two names,
+    inside neither: an azure between cyan and blue, a violet between blue and magenta."""
+    hue = {n: colorsys.rgb_to_hsv(*c)[0] for n, c in COLOURS.items()}
+    ring = sorted(COLOURS, key=hue.__getitem__)
+    out = {}
+    for a, b in zip(ring, ring[1:] + ring[:1]):
+        ca, cb = torch.tensor(COLOURS[a]), torch.tensor(COLOURS[b])
+        chroma = (ca / ca.sum() + cb / cb.sum()) / 2
+        out[(a, b)] = tuple((chroma * (ca.sum() + cb.sum()) / 2).tolist())
+    return out
+
+
 SIZES: dict[str, float] = {"small": 0.32, "large": 0.5}
 """half-extent in metres (the cylinder is twice as tall as it is wide)"""
 
@@ -133,19 +153,33 @@ def primitive_gaussians(prompt: Prompt, n: int = 1500, seed: int = 0, jitter: fl
     return _opaque_gaussians(pts, rgb, half)
 
 
-def decorrelation_gaussians(prompt: Prompt, n: int = 1500, seed: int = 0, jitter: float = 0.0) -> GaussianModel:
+SHAPE_COLOURS = ("grey", "boundary")
+"""the colours of shape-only decorrelation data: an achromatic grey, or one of :func:`boundary_colours`"""
+
+
+def decorrelation_gaussians(prompt: Prompt, n: int = 1500, seed: int = 0, jitter: float = 0.0,
+                            shape_colour: str = "grey") -> GaussianModel:  # fmt: skip
     """Training data for a caption with one of colour and shape left out, drawn so that the named
     slot says nothing about the other one: a colour-only caption ("a small cyan") gets a distractor
     (``DISTRACTOR_SHAPES``, randomly oriented; a test checks that its 32 px silhouettes are further
     from every vocabulary shape's than real primitives are from the wrong shape's), a shape-only one
-    ("a large cube") an achromatic grey (none of the named colours)."""
+    ("a large cube") a colour that no name owns: ``shape_colour="grey"`` an achromatic grey,
+    ``"boundary"`` one of :func:`boundary_colours` at random, its brightness (never its
+    chromaticity) jittered by ``jitter``."""
     if (prompt.colour is None) == (prompt.shape is None):
         raise ValueError(f"prompt {prompt.text!r}: decorrelation data needs exactly one of colour and shape")
+    if shape_colour not in SHAPE_COLOURS:
+        raise ValueError(f"shape_colour: expected one of {', '.join(SHAPE_COLOURS)}, got {shape_colour!r}")
     g = torch.Generator().manual_seed(seed)
     half = SIZES[prompt.size or "large"] * (1 + jitter * (2 * torch.rand(1, generator=g).item() - 1))
     if prompt.shape is not None:
         pts = _surface_points(prompt.shape, n, g) * half * (0.5 if prompt.shape == "cylinder" else 1.0)
-        return _opaque_gaussians(pts, torch.full((3,), 0.2 + 0.6 * torch.rand(1, generator=g).item()), half)
+        if shape_colour == "grey":
+            return _opaque_gaussians(pts, torch.full((3,), 0.2 + 0.6 * torch.rand(1, generator=g).item()), half)
+        border = list(boundary_colours().values())
+        rgb = torch.tensor(border[int(torch.randint(len(border), (1,), generator=g))])
+        rgb = rgb * (1 + jitter * (2 * torch.rand(1, generator=g).item() - 1))
+        return _opaque_gaussians(pts, rgb / max(1.0, rgb.max().item()), half)  # one scale: the chromaticity stays
     # the cluster: four balls of radius 0.3 on a tetrahedron's vertices 1.1 from the centre (gaps of 1.2)
     vertices = torch.tensor([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / math.sqrt(3) * 1.1
     ball = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)

@@ -368,3 +368,62 @@ def test_training_data_with_decorrelation_views():
     )
     idx = CaptionEncoder.indices(partial)
     assert ((idx[:, 0] == 0) != (idx[:, 1] == 0)).all()  # exactly one of the two slots dropped
+
+
+def test_boundary_colours_belong_to_no_name_and_shape_only_data_keeps_their_chromaticity():
+    """``shape_colour="boundary"``: each colour's chromaticity (the judge's colour space) is equally
+    far from two hue-adjacent named colours and clearly further from the other four, so no name owns
+    it; the shape-only renders keep that chromaticity exactly (brightness jitter only, no clamping
+    of a channel), on the named shape's surface."""
+    import colorsys
+
+    from render.dreamer.scenes import boundary_colours, decorrelation_gaussians, primitive_gaussians
+    from render.gaussians.sh import rgb_to_sh0
+
+    names = list(COLOURS)
+    ref = torch.tensor([COLOURS[n] for n in names])
+    chroma = ref / ref.sum(-1, keepdim=True)
+    border = boundary_colours()
+    assert len(border) == len(COLOURS)
+    hues = sorted(colorsys.rgb_to_hsv(*COLOURS[n])[0] for n in names)
+    for (a, b), rgb in border.items():
+        x = torch.tensor(rgb)
+        d = torch.cdist((x / x.sum())[None], chroma)[0]
+        da, db = float(d[names.index(a)]), float(d[names.index(b)])
+        others = [float(d[i]) for i, n in enumerate(names) if n not in (a, b)]
+        assert abs(da - db) < 1e-6 and min(others) > da + 0.1, (a, b, da, db, others)
+        ha, hb = (colorsys.rgb_to_hsv(*COLOURS[n])[0] for n in (a, b))
+        assert (hues.index(hb) - hues.index(ha)) % len(hues) == 1  # neighbours on the hue circle
+        assert 0 < max(rgb) <= 1 and colorsys.rgb_to_hsv(*rgb)[1] > 0.7  # a vivid colour, not a grey
+    seen = set()
+    for i in range(40):
+        d = decorrelation_gaussians(Prompt(None, "cube", "large"), n=300, seed=i, jitter=0.15, shape_colour="boundary")
+        rgb = d.sh0.detach()[0, 0] * 0.28209479177387814 + 0.5  # SH degree 0 back to RGB
+        torch.testing.assert_close(d.sh0[:, 0], rgb_to_sh0(rgb).expand(300, 3))  # one colour
+        dist = {k: float((rgb / rgb.sum() - torch.tensor(v) / sum(v)).abs().max()) for k, v in border.items()}
+        key = min(dist, key=dist.__getitem__)
+        assert dist[key] < 1e-5, dist
+        seen.add(key)
+        cube = primitive_gaussians(Prompt("red", "cube", "large"), n=300, seed=i, jitter=0.15)
+        assert (d.means.abs().max(-1).values / cube.means.abs().max(-1).values).std() < 1e-4  # on a cube's faces
+    assert seen == set(border)  # every boundary colour is drawn
+    with pytest.raises(ValueError, match="shape_colour: expected one of grey, boundary, got 'cyan'"):
+        decorrelation_gaussians(Prompt(None, "cube"), shape_colour="cyan")
+
+
+def test_training_data_shape_only_renders_take_the_shape_colour():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    try:
+        import train_tiny_prior
+    finally:
+        sys.path.pop(0)
+    spread = {}
+    for colour in ("grey", "boundary"):
+        images, prompts = train_tiny_prior.render_dataset(0, 16, 0, progress=False, decorrelation_views=2,
+                                                          shape_colour=colour)  # fmt: skip
+        centre = torch.stack([im[:, 8, 8] for im, p in zip(images, prompts) if p.colour is None])
+        spread[colour] = (centre.amax(-1) - centre.amin(-1)).min()  # the object covers the centre pixel
+    assert spread["grey"] < 1e-4 < 0.3 < spread["boundary"], spread

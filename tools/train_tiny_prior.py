@@ -82,9 +82,11 @@ def render_dataset(views: int, size: int, seed: int, progress: bool = True,
 
 
 def train(space: str, images: torch.Tensor, prompts: list[Prompt], steps: int, batch: int, lr: float, seed: int,
-          progress: bool = True, colour_blocks: str = "all") -> tuple[TinyPrior, list[float]]:  # fmt: skip
+          progress: bool = True, colour_blocks: str = "all", hue_blind: bool = False
+          ) -> tuple[TinyPrior, list[float]]:  # fmt: skip
     torch.manual_seed(seed)
-    prior = TinyPrior(TinyPriorConfig(space=space, image_size=images.shape[-1], colour_blocks=colour_blocks))
+    prior = TinyPrior(TinyPriorConfig(space=space, image_size=images.shape[-1], colour_blocks=colour_blocks,
+                                      hue_blind=hue_blind))  # fmt: skip
     ema = copy.deepcopy(prior.unet).requires_grad_(False)
     opt = torch.optim.AdamW(prior.unet.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -145,11 +147,16 @@ def main(argv: list[str] | None = None) -> int:
                         "far from two hue-adjacent names, e.g. azure between cyan and blue)")  # fmt: skip
     p.add_argument("--colour-blocks", choices=["all", "up", "outer"], default="all",
                    help="U-Net blocks the colour slot conditions (up: u1, u0; outer: u0)")  # fmt: skip
+    p.add_argument("--hue-blind", action="store_true",
+                   help="the blocks before --colour-blocks' see x_t only through per-pixel channel max and min "
+                        "(needs --colour-blocks up or outer)")  # fmt: skip
     p.add_argument("--validation-split", action="store_true",
                    help="also leave out scenes.VALIDATION_UNSEEN (for choosing settings; needs --out-dir)")  # fmt: skip
     a = p.parse_args(argv)
     if a.decorrelation_views < 0:
         p.error(f"--decorrelation-views {a.decorrelation_views}: must be >= 0")
+    if a.hue_blind and a.colour_blocks == "all":
+        p.error("--hue-blind: needs --colour-blocks up or outer")
     if a.validation_split and a.out_dir.resolve() == (ROOT / "assets" / "dreamer").resolve():
         p.error("--validation-split: give --out-dir; validation-split priors never replace the shipped ones")
     retain_freed_memory()
@@ -167,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
               "captions": sorted({q.text for q in prompts}), "images": len(images), "priors": {}}  # fmt: skip
     for space in ["pixel", "latent"] if a.space == "both" else [a.space]:
         steps = a.steps if space == "pixel" else a.latent_steps
-        prior, losses = train(space, images, prompts, steps, a.batch, a.lr, a.seed, colour_blocks=a.colour_blocks)
+        prior, losses = train(
+            space, images, prompts, steps, a.batch, a.lr, a.seed, colour_blocks=a.colour_blocks, hue_blind=a.hue_blind
+        )
         path = a.out_dir / f"tiny_{space}_prior.safetensors"
         prior.save(path, {"captions": report["captions"], "steps": steps})
         tail = losses[-200:]

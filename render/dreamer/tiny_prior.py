@@ -51,12 +51,22 @@ class TinyPriorConfig:
     the way up). The blocks before them, the coarse ones that lay out the object included, see
     time, shape and size only, so the caption's colour cannot select a shape there; the colours
     in x_t still reach them"""
+    hue_blind: bool = False
+    """the blocks before ``colour_blocks``' (the down path and the middle) see x_t through a
+    hue-invariant view only: per pixel, the max and the min over the colour channels (HSV value and
+    value x (1 - saturation)), plus the Haar detail channel of a latent; x_t itself enters at the
+    last skip connection. With ``colour_blocks`` "up" or "outer" those blocks then get no colour
+    from the caption nor from the pixels, so the object's layout cannot be chosen by its colour"""
 
     def __post_init__(self) -> None:
         if self.space not in ("pixel", "latent"):
             raise ValueError(f"space: expected 'pixel' or 'latent', got {self.space!r}")
         if self.colour_blocks not in ("all", "up", "outer"):
             raise ValueError(f"colour_blocks: expected 'all', 'up' or 'outer', got {self.colour_blocks!r}")
+        if self.hue_blind and self.colour_blocks == "all":
+            raise ValueError(
+                "hue_blind: needs colour_blocks 'up' or 'outer' (the caption's colour would reach the blind blocks)"
+            )
         if self.image_size % 8:
             raise ValueError(f"image_size: must be a multiple of 8, got {self.image_size}")
 
@@ -151,6 +161,15 @@ class _ResBlock(nn.Module):
         return self.skip(x) + self.c2(F.silu(h))
 
 
+def hue_invariant(x: Tensor) -> Tensor:
+    """``[B, C, H, W]`` -> ``[B, C - 1, H, W]``: per pixel the max and the min over the first three
+    (colour) channels, then the channels after them (a latent's detail channel). Unchanged by any
+    permutation of the colour channels, and for a colour by any rotation of its HSV hue: max is the
+    value V and min is V (1 - S)."""
+    rgb = x[:, :3]
+    return torch.cat([rgb.amax(1, keepdim=True), rgb.amin(1, keepdim=True), x[:, 3:]], 1)
+
+
 class TinyUNet(nn.Module):
     """Three resolutions (s, s/2, s/4), one FiLM residual block per level and side, skip
     connections; predicts the noise eps. ``cfg.colour_blocks`` says which blocks see the colour
@@ -163,7 +182,9 @@ class TinyUNet(nn.Module):
         self.cfg = cfg
         self.time = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
         self.caption = CaptionEncoder(e)
-        self.inp = nn.Conv2d(cfg.in_channels, c0, 3, padding=1)
+        self.inp = nn.Conv2d(cfg.in_channels - 1 if cfg.hue_blind else cfg.in_channels, c0, 3, padding=1)
+        if cfg.hue_blind:  # the pixels' colour, added to the last skip connection
+            self.colour_in = nn.Conv2d(cfg.in_channels, c0, 3, padding=1)
         self.d0 = _ResBlock(c0, c0, e)
         self.down0 = nn.Conv2d(c0, c1, 3, stride=2, padding=1)
         self.d1 = _ResBlock(c1, c1, e)
@@ -179,12 +200,13 @@ class TinyUNet(nn.Module):
         temb = self.time(_timestep_embedding(t, self.cfg.emb_dim).to(x.dtype))
         emb = F.silu(temb + self.caption(caption_idx))
         inner = emb if self.cfg.colour_blocks == "all" else F.silu(temb + self.caption(caption_idx, colour=False))
-        h0 = self.d0(self.inp(x), inner)
+        h0 = self.d0(self.inp(hue_invariant(x) if self.cfg.hue_blind else x), inner)
         h1 = self.d1(self.down0(h0), inner)
         h = self.mid2(self.mid1(self.down1(h1), inner), inner)
         h = self.u1(torch.cat([self.up1(F.interpolate(h, scale_factor=2.0)), h1], 1),
                     inner if self.cfg.colour_blocks == "outer" else emb)  # fmt: skip
-        h = self.u0(torch.cat([self.up0(F.interpolate(h, scale_factor=2.0)), h0], 1), emb)
+        skip0 = h0 + self.colour_in(x) if self.cfg.hue_blind else h0
+        h = self.u0(torch.cat([self.up0(F.interpolate(h, scale_factor=2.0)), skip0], 1), emb)
         return self.out(h)
 
 

@@ -259,6 +259,61 @@ def test_colour_blocks_keeps_the_colour_slot_out_of_the_coarse_blocks(tmp_path, 
         TinyPriorConfig(colour_blocks="inner")
 
 
+def test_hue_invariant_view_matches_hsv_and_ignores_hue():
+    """The oracle is colorsys: max is HSV's V and min is V (1 - S); rotating a colour's hue (or
+    permuting its channels) leaves both unchanged; the detail channel of a latent passes through."""
+    import colorsys
+
+    from render.dreamer.tiny_prior import hue_invariant
+
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(50, 3, generator=g)
+    out = hue_invariant(rgb[:, :, None, None])[:, :, 0, 0]
+    turns = torch.rand(50, generator=g).tolist()
+    for (r, gg, b), (mx, mn), turn in zip(rgb.tolist(), out.tolist(), turns):
+        h, sat, v = colorsys.rgb_to_hsv(r, gg, b)
+        assert abs(mx - v) < 1e-6 and abs(mn - v * (1 - sat)) < 1e-6
+        turned = torch.tensor(colorsys.hsv_to_rgb((h + turn) % 1.0, sat, v))[None, :, None, None]
+        torch.testing.assert_close(hue_invariant(turned)[0, :, 0, 0], torch.tensor([mx, mn]), atol=1e-6, rtol=0)
+    lat = torch.randn(2, 4, 5, 5, generator=g)
+    torch.testing.assert_close(hue_invariant(lat[:, [2, 0, 1, 3]]), hue_invariant(lat))
+    torch.testing.assert_close(hue_invariant(lat)[:, 2], lat[:, 3])
+
+
+@pytest.mark.parametrize("space", ["pixel", "latent"])
+def test_hue_blind_unet_lays_out_without_colour_and_colours_at_the_end(tmp_path, space):
+    """With ``hue_blind`` and ``colour_blocks="up"`` the down path and the middle give the same
+    activations whatever the caption's colour and whichever way x_t's colour channels are permuted,
+    but not whatever its shape; the output still depends on both colours."""
+    torch.manual_seed(0)
+    prior = TinyPrior(TinyPriorConfig(space=space, channels=[8, 16, 16], emb_dim=16, colour_blocks="up",
+                                      hue_blind=True))  # fmt: skip
+    unet = prior.unet
+    seen = {}
+    hooks = [getattr(unet, n).register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o.clone()))
+             for n in ("d0", "d1", "mid2", "u0")]  # fmt: skip
+    c, s = prior.cfg.in_channels, prior.cfg.sample_size
+    x, t = torch.randn(1, c, s, s), torch.tensor([300])
+    swapped = x[:, [2, 0, 1, *range(3, c)]]
+    runs = {}
+    for name, xin, text in (("red", x, "a red cube"), ("blue", x, "a blue cube"), ("swap", swapped, "a red cube"),
+                            ("sphere", x, "a red sphere")):  # fmt: skip
+        with torch.no_grad():
+            runs[name] = (unet(xin, t, prior.caption_indices(text, 1)), dict(seen))
+    for h in hooks:
+        h.remove()
+    for n in ("d0", "d1", "mid2"):
+        torch.testing.assert_close(runs["blue"][1][n], runs["red"][1][n])
+        torch.testing.assert_close(runs["swap"][1][n], runs["red"][1][n])
+        assert not torch.allclose(runs["sphere"][1][n], runs["red"][1][n]), n
+    for other in ("blue", "swap"):
+        assert not torch.allclose(runs[other][0], runs["red"][0]), other
+    prior.save(tmp_path / "p.safetensors")
+    assert TinyPrior.load(tmp_path / "p.safetensors").cfg.hue_blind
+    with pytest.raises(ValueError, match="hue_blind: needs colour_blocks 'up' or 'outer'"):
+        TinyPriorConfig(hue_blind=True)
+
+
 def test_the_shipped_priors_load_and_fit_the_budget():
     from render.dreamer.tiny_prior import BUILTIN, load_builtin
 

@@ -44,6 +44,7 @@ from render.dreamer.scenes import (  # noqa: E402
     CameraRanges,
     Prompt,
     all_prompts,
+    camera_angles,
     decorrelation_gaussians,
     primitive_gaussians,
     sample_cameras,
@@ -56,14 +57,15 @@ from worldline.runtime import retain_freed_memory  # noqa: E402
 
 def render_dataset(views: int, size: int, seed: int, progress: bool = True,
                    exclude: tuple[tuple[str, str], ...] = (), decorrelation_views: int = 0,
-                   shape_colour: str = "grey") -> tuple[torch.Tensor, list[Prompt]]:  # fmt: skip
-    """``[M, 3, size, size]`` images in [0, 1] and their prompts: ``views`` per training caption
+                   shape_colour: str = "grey") -> tuple[torch.Tensor, list[Prompt], torch.Tensor]:  # fmt: skip
+    """``[M, 3, size, size]`` images in [0, 1], their prompts and their cameras' ``[M, 2]``
+    (elevation, azimuth) in radians (``scenes.camera_angles``): ``views`` per training caption
     (``scenes.all_prompts``, less the (colour, shape) pairs in ``exclude``), then
     ``decorrelation_views`` per colour-only and per shape-only caption
     (``scenes.decorrelation_gaussians``: a named colour on a cluster of four balls, a named shape in
     ``shape_colour``: grey, or a colour on the border between two names)."""
     g = torch.Generator().manual_seed(seed)
-    images, prompts = [], []
+    images, prompts, angles = [], [], []
     todo = [p for p in all_prompts(exclude=exclude) for _ in range(views)]
     partial = [Prompt(c, None, z) for c in COLOURS for z in SIZES] + [Prompt(None, s, z) for s in SHAPES for z in SIZES]
     todo += [p for p in partial for _ in range(decorrelation_views)]
@@ -73,20 +75,23 @@ def render_dataset(views: int, size: int, seed: int, progress: bool = True,
         else:
             gs = decorrelation_gaussians(p, n=1200, seed=seed * 100003 + i, jitter=0.15, shape_colour=shape_colour)
         cam = sample_cameras(1, size, CameraRanges(), g)[0]
+        angles.append(camera_angles([cam])[0])
         bg = torch.rand(3, generator=g)
         with torch.no_grad():
             out = rasterize_torch(gs, cam, background=bg)
         images.append(out["rgb"].permute(2, 0, 1))
         prompts.append(p)
-    return torch.stack(images), prompts
+    return torch.stack(images), prompts, torch.stack(angles)
 
 
 def train(space: str, images: torch.Tensor, prompts: list[Prompt], steps: int, batch: int, lr: float, seed: int,
-          progress: bool = True, colour_blocks: str = "all", hue_blind: bool = False
-          ) -> tuple[TinyPrior, list[float]]:  # fmt: skip
+          progress: bool = True, colour_blocks: str = "all", hue_blind: bool = False,
+          views: torch.Tensor | None = None) -> tuple[TinyPrior, list[float]]:  # fmt: skip
+    """``views`` (the images' (elevation, azimuth), from :func:`render_dataset`) makes a
+    camera-conditioned prior (``TinyPriorConfig.camera_cond``)."""
     torch.manual_seed(seed)
     prior = TinyPrior(TinyPriorConfig(space=space, image_size=images.shape[-1], colour_blocks=colour_blocks,
-                                      hue_blind=hue_blind))  # fmt: skip
+                                      hue_blind=hue_blind, camera_cond=views is not None))  # fmt: skip
     ema = copy.deepcopy(prior.unet).requires_grad_(False)
     opt = torch.optim.AdamW(prior.unet.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -106,7 +111,8 @@ def train(space: str, images: torch.Tensor, prompts: list[Prompt], steps: int, b
         t = torch.randint(0, prior.cfg.timesteps, (batch,))
         noise = torch.randn_like(x0)
         a = abar[t].reshape(-1, 1, 1, 1)
-        loss = torch.nn.functional.mse_loss(prior.unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, cond), noise)
+        view = None if views is None else views[b]
+        loss = torch.nn.functional.mse_loss(prior.unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, cond, view), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(prior.unet.parameters(), 1.0)
@@ -150,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hue-blind", action="store_true",
                    help="the blocks before --colour-blocks' see x_t only through per-pixel channel max and min "
                         "(needs --colour-blocks up or outer)")  # fmt: skip
+    p.add_argument("--camera-cond", action="store_true",
+                   help="condition the priors on the view's (elevation, azimuth), so a cube has one yaw")  # fmt: skip
     p.add_argument("--validation-split", action="store_true",
                    help="also leave out scenes.VALIDATION_UNSEEN (for choosing settings; needs --out-dir)")  # fmt: skip
     a = p.parse_args(argv)
@@ -162,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     retain_freed_memory()
     t0 = time.time()
     exclude = VALIDATION_UNSEEN if a.validation_split else ()
-    images, prompts = render_dataset(
+    images, prompts, angles = render_dataset(
         a.views,
         a.size,
         a.seed,
@@ -175,7 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     for space in ["pixel", "latent"] if a.space == "both" else [a.space]:
         steps = a.steps if space == "pixel" else a.latent_steps
         prior, losses = train(
-            space, images, prompts, steps, a.batch, a.lr, a.seed, colour_blocks=a.colour_blocks, hue_blind=a.hue_blind
+            space,
+            images,
+            prompts,
+            steps,
+            a.batch,
+            a.lr,
+            a.seed,
+            colour_blocks=a.colour_blocks,
+            hue_blind=a.hue_blind,
+            views=angles if a.camera_cond else None,
         )
         path = a.out_dir / f"tiny_{space}_prior.safetensors"
         prior.save(path, {"captions": report["captions"], "steps": steps})

@@ -19,7 +19,7 @@ import torch
 import tyro
 
 from render.dreamer.priors import load_prior
-from render.dreamer.scenes import CameraRanges, orbit_camera, parse_prompt, sample_cameras
+from render.dreamer.scenes import CameraRanges, camera_angles, orbit_camera, parse_prompt, sample_cameras
 from render.dreamer.sds import WEIGHTINGS, TimeSchedule, score_distillation_loss
 from render.dreamer.tiny_prior import TinyPrior
 from render.gaussians.model import GaussianModel
@@ -229,7 +229,8 @@ class Dreamer:
         size = prior.image_size
         k = self.supersample_factor(prior)
         rsize = size * k
-        cams = _stack(sample_cameras(c.batch, rsize, c.cameras, self.gen)).to(self.device)
+        cam_list = sample_cameras(c.batch, rsize, c.cameras, self.gen)
+        cams = _stack(cam_list).to(self.device)
         bg = self.background(c.batch)
         out = rasterize(self.model, cams, background=bg, backend="auto", sh_degree=0)
         out["means2d"].retain_grad()
@@ -242,6 +243,8 @@ class Dreamer:
         t = c.time_schedule.sample(progress, n_t, c.batch, self.gen)
         noise = torch.randn(x.shape, generator=self.gen).to(x.device)
         extra = {"composable": True} if self.composable[stage - 1] else {}
+        if getattr(prior, "camera_conditioned", False):  # the views' (elevation, azimuth)
+            extra["view"] = camera_angles(cam_list).to(x.device)
         sds = score_distillation_loss(x, lambda xt, tt: prior.predict_noise(xt, tt, c.prompt, guidance, **extra),
                                       prior.alphas_cumprod, t, noise, c.weighting, c.grad_clip)  # fmt: skip
         loss = sds.loss

@@ -233,6 +233,13 @@ def orbit_camera(elevation: float, azimuth: float, radius: float, fov: float, si
     return Camera.from_fov(math.radians(fov), size, size, w2c=look_at(eye, torch.zeros(3)))
 
 
+def camera_angles(cams: list[Camera]) -> Tensor:
+    """``[n, 2]`` (elevation, azimuth) in radians of cameras on the sphere around the origin, read
+    from their centres (the inverse of :func:`orbit_camera`'s placement; azimuth in (-pi, pi])."""
+    c = torch.stack([cam.center.reshape(3) for cam in cams]).float()
+    return torch.stack([torch.asin((c[:, 2] / c.norm(dim=-1)).clamp(-1, 1)), torch.atan2(c[:, 1], c[:, 0])], -1)
+
+
 def sample_cameras(n: int, size: int, ranges: CameraRanges | None = None, generator: torch.Generator | None = None
                    ) -> list[Camera]:  # fmt: skip
     """``n`` cameras drawn uniformly from ``ranges`` (elevation uniform in angle)."""

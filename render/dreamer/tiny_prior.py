@@ -28,7 +28,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from render.dreamer.scenes import COLOURS, SHAPES, SIZES, Prompt, parse_prompt
+from render.dreamer.scenes import (
+    COLOURS,
+    SHAPES,
+    SIZES,
+    CameraRanges,
+    Prompt,
+    camera_angles,
+    parse_prompt,
+    sample_cameras,
+)
 from worldline.io import load_weights, save_weights
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "dreamer"
@@ -57,6 +66,12 @@ class TinyPriorConfig:
     value x (1 - saturation)), plus the Haar detail channel of a latent; x_t itself enters at the
     last skip connection. With ``colour_blocks`` "up" or "outer" those blocks then get no colour
     from the caption nor from the pixels, so the object's layout cannot be chosen by its colour"""
+
+    camera_cond: bool = False
+    """condition on the view, (elevation, azimuth) of the camera on its sphere, added to the time
+    embedding (the camera embedding of MVDream; DreamFusion's view-dependent prompts in a coarse
+    form): a prior that only sees images cannot tell a cube's yaw, so score distillation averages
+    over yaws and rounds the cube; with the view given, a cube has one orientation in the world"""
 
     def __post_init__(self) -> None:
         if self.space not in ("pixel", "latent"):
@@ -161,6 +176,18 @@ class _ResBlock(nn.Module):
         return self.skip(x) + self.c2(F.silu(h))
 
 
+VIEW_HARMONICS = 4
+"""azimuth harmonics of the view embedding (sin / cos of k az, k = 1..4: a cube repeats every 90
+degrees), plus sin / cos of the elevation"""
+
+
+def view_features(view: Tensor) -> Tensor:
+    """``[B, 2]`` (elevation, azimuth) in radians -> ``[B, 2 VIEW_HARMONICS + 2]`` Fourier features."""
+    k = torch.arange(1, VIEW_HARMONICS + 1, dtype=view.dtype, device=view.device)
+    az, el = view[:, 1:2] * k, view[:, :1]
+    return torch.cat([az.sin(), az.cos(), el.sin(), el.cos()], -1)
+
+
 def hue_invariant(x: Tensor) -> Tensor:
     """``[B, C, H, W]`` -> ``[B, C - 1, H, W]``: per pixel the max and the min over the first three
     (colour) channels, then the channels after them (a latent's detail channel). Unchanged by any
@@ -182,6 +209,8 @@ class TinyUNet(nn.Module):
         self.cfg = cfg
         self.time = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
         self.caption = CaptionEncoder(e)
+        if cfg.camera_cond:
+            self.view = nn.Sequential(nn.Linear(2 * VIEW_HARMONICS + 2, e), nn.SiLU(), nn.Linear(e, e))
         self.inp = nn.Conv2d(cfg.in_channels - 1 if cfg.hue_blind else cfg.in_channels, c0, 3, padding=1)
         if cfg.hue_blind:  # the pixels' colour, added to the last skip connection
             self.colour_in = nn.Conv2d(cfg.in_channels, c0, 3, padding=1)
@@ -196,8 +225,15 @@ class TinyUNet(nn.Module):
         self.u0 = _ResBlock(2 * c0, c0, e)
         self.out = nn.Sequential(nn.GroupNorm(8, c0), nn.SiLU(), nn.Conv2d(c0, cfg.in_channels, 3, padding=1))
 
-    def forward(self, x: Tensor, t: Tensor, caption_idx: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, caption_idx: Tensor, view: Tensor | None = None) -> Tensor:
         temb = self.time(_timestep_embedding(t, self.cfg.emb_dim).to(x.dtype))
+        if self.cfg.camera_cond:
+            if view is None or view.shape != (x.shape[0], 2):
+                got = None if view is None else tuple(view.shape)
+                raise ValueError(
+                    f"view: a camera-conditioned prior needs [{x.shape[0]}, 2] (elevation, azimuth), got {got}"
+                )
+            temb = temb + self.view(view_features(view.to(x.dtype)))
         emb = F.silu(temb + self.caption(caption_idx))
         inner = emb if self.cfg.colour_blocks == "all" else F.silu(temb + self.caption(caption_idx, colour=False))
         h0 = self.d0(self.inp(hue_invariant(x) if self.cfg.hue_blind else x), inner)
@@ -227,6 +263,11 @@ class TinyPrior(nn.Module):
         return self.cfg.space
 
     @property
+    def camera_conditioned(self) -> bool:
+        """whether ``predict_noise`` needs ``view`` (``render dream`` then passes its cameras')"""
+        return self.cfg.camera_cond
+
+    @property
     def image_size(self) -> int:
         return self.cfg.image_size
 
@@ -246,7 +287,13 @@ class TinyPrior(nn.Module):
         return CaptionEncoder.indices(prompts).to(self.alphas_cumprod.device)
 
     def predict_noise(
-        self, x_t: Tensor, t: Tensor, text: str | Prompt | list, guidance_scale: float = 1.0, composable: bool = False
+        self,
+        x_t: Tensor,
+        t: Tensor,
+        text: str | Prompt | list,
+        guidance_scale: float = 1.0,
+        composable: bool = False,
+        view: Tensor | None = None,
     ) -> Tensor:
         """eps_hat with classifier-free guidance: eps_u + s (eps_c - eps_u) (s = 1: conditional only).
 
@@ -256,35 +303,49 @@ class TinyPrior(nn.Module):
         it is the score of p(x) prod_i p(c_i | x). The prior was trained with single slots dropped,
         so it knows "green (any shape)" and "sphere (any colour)" even where it never saw a green
         sphere. With one slot set it is the same as the joint guidance; it costs one U-Net pass
-        more per extra slot."""
+        more per extra slot.
+
+        ``view``: ``[B, 2]`` (elevation, azimuth) of each x_t's camera, radians; required by a
+        camera-conditioned prior (``cfg.camera_cond``, see :attr:`camera_conditioned`), ignored by
+        others. Every branch of the guidance gets it: only the caption is guided."""
         b = x_t.shape[0]
+        if not self.cfg.camera_cond:
+            view = None
         t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(b)
         cond = self.caption_indices(text, b)
         slots = [i for i in range(cond.shape[1]) if bool((cond[:, i] != 0).any())] if composable else []
         if len(slots) > 1:  # one condition per slot (a row without that slot gets eps_u: no term)
             conds = [cond * (torch.arange(cond.shape[1], device=cond.device) == i) for i in slots]
         elif guidance_scale == 1.0:
-            return self.unet(x_t, t, cond)
+            return self.unet(x_t, t, cond, view)
         else:
             conds = [cond]
         k = len(conds)
         eps = self.unet(
-            torch.cat([x_t] * (k + 1)), torch.cat([t] * (k + 1)), torch.cat([*conds, torch.zeros_like(cond)])
+            torch.cat([x_t] * (k + 1)),
+            torch.cat([t] * (k + 1)),
+            torch.cat([*conds, torch.zeros_like(cond)]),
+            None if view is None else torch.cat([view] * (k + 1)),
         )
         *eps_c, eps_u = eps.chunk(k + 1)
         return eps_u + guidance_scale * sum(e - eps_u for e in eps_c)
 
     @torch.no_grad()
     def sample(self, text: str | Prompt | list, n: int, guidance_scale: float = 3.0, steps: int = 50,
-               generator: torch.Generator | None = None, composable: bool = False) -> Tensor:  # fmt: skip
-        """DDIM (eta = 0) samples decoded to images ``[n, 3, S, S]`` in [0, 1]: to look at the prior."""
+               generator: torch.Generator | None = None, composable: bool = False,
+               view: Tensor | None = None) -> Tensor:  # fmt: skip
+        """DDIM (eta = 0) samples decoded to images ``[n, 3, S, S]`` in [0, 1]: to look at the prior.
+        A camera-conditioned prior without ``view`` samples from random views of the default ranges."""
         dev = self.alphas_cumprod.device
         c, s = self.cfg.in_channels, self.cfg.sample_size
         x = torch.randn(n, c, s, s, generator=generator).to(dev)
+        if self.cfg.camera_cond and view is None:
+            view = camera_angles(sample_cameras(n, 8, CameraRanges(), generator))
+        extra = {} if view is None else {"view": view.to(dev)}
         ts = torch.linspace(self.cfg.timesteps - 1, 0, steps).round().long().tolist()
         abar = self.alphas_cumprod.float()
         for i, t in enumerate(ts):
-            eps = self.predict_noise(x, torch.full((n,), t, device=dev), text, guidance_scale, composable)
+            eps = self.predict_noise(x, torch.full((n,), t, device=dev), text, guidance_scale, composable, **extra)
             a = abar[t]
             x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
             # clip x0 to the data range, as DDPM samplers do; for latents, clamp the decoded image and

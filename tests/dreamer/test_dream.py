@@ -320,3 +320,38 @@ def test_cli_writes_outputs_and_rejects_bad_input(tmp_path):
         args = ["dream", "a red cube", "--prior", str(pixel), "--latent-prior", str(latent), *bad]
         res = subprocess.run([sys.executable, "-m", "render.cli", *args], capture_output=True, text=True, timeout=120)
         assert res.returncode == 2 and msg in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+class ViewRecordingPrior(OraclePrior):
+    """An oracle prior that says it is camera-conditioned and records the views it is given."""
+
+    camera_conditioned = True
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.views = []
+
+    def predict_noise(self, x_t, t, text, guidance_scale=1.0, view=None):
+        self.views.append(view)
+        return super().predict_noise(x_t, t, text, guidance_scale)
+
+
+def test_a_camera_conditioned_prior_gets_each_rendered_view():
+    """The camera of every render, as (elevation, azimuth): with the camera ranges pinned to one
+    point, every view the prior sees is that point (the config is the oracle); a plain prior gets
+    no ``view`` argument at all (OraclePrior.predict_noise would reject it)."""
+    import math
+
+    from render.dreamer.scenes import CameraRanges
+
+    pinned = CameraRanges(elevation=(25.0, 25.0), azimuth=(-120.0, -120.0), radius=(2.8, 2.8), fov=(45.0, 45.0))
+    for stage2 in (0.0, 0.5):
+        first, second = ViewRecordingPrior(COLOURS["red"]), ViewRecordingPrior(COLOURS["red"], space="latent")
+        d = Dreamer(_cfg(steps=6, batch=3, cameras=pinned, stage2_fraction=stage2), priors=(first, second))
+        d.run(progress=False)
+        views = first.views + second.views
+        assert len(views) == 6 and len(second.views) == (3 if stage2 else 0)
+        want = torch.tensor([math.radians(25.0), math.radians(-120.0)]).expand(3, 2)
+        for v in views:
+            torch.testing.assert_close(v, want, atol=1e-5, rtol=0)
+    Dreamer(_cfg(steps=2), priors=(OraclePrior(COLOURS["red"]), None)).run(progress=False)

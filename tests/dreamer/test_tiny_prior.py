@@ -85,7 +85,7 @@ def test_validation_split_leaves_out_unseen_validation_pairs_and_still_sees_ever
         import train_tiny_prior
     finally:
         sys.path.pop(0)
-    images, prompts = train_tiny_prior.render_dataset(1, 8, 0, progress=False, exclude=VALIDATION_UNSEEN)
+    images, prompts, _ = train_tiny_prior.render_dataset(1, 8, 0, progress=False, exclude=VALIDATION_UNSEEN)
     assert images.shape == (20, 3, 8, 8) and {(p.colour, p.shape) for p in prompts} == split
     # the shipped weights are never replaced by a validation-split prior (in a fake tree: a broken guard
     # must not train, nor write to the real assets/)
@@ -414,7 +414,7 @@ def test_training_data_with_decorrelation_views():
         import train_tiny_prior
     finally:
         sys.path.pop(0)
-    images, prompts = train_tiny_prior.render_dataset(1, 8, 0, progress=False, decorrelation_views=2)
+    images, prompts, _ = train_tiny_prior.render_dataset(1, 8, 0, progress=False, decorrelation_views=2)
     assert len(prompts) == 26 + 2 * (6 * 2 + 3 * 2) == len(images)
     partial = [p for p in prompts if p.colour is None or p.shape is None]
     assert len(partial) == 36 and all((p.colour is None) != (p.shape is None) for p in partial)
@@ -477,8 +477,80 @@ def test_training_data_shape_only_renders_take_the_shape_colour():
         sys.path.pop(0)
     spread = {}
     for colour in ("grey", "boundary"):
-        images, prompts = train_tiny_prior.render_dataset(0, 16, 0, progress=False, decorrelation_views=2,
+        images, prompts, _ = train_tiny_prior.render_dataset(0, 16, 0, progress=False, decorrelation_views=2,
                                                           shape_colour=colour)  # fmt: skip
         centre = torch.stack([im[:, 8, 8] for im, p in zip(images, prompts) if p.colour is None])
         spread[colour] = (centre.amax(-1) - centre.amin(-1)).min()  # the object covers the centre pixel
     assert spread["grey"] < 1e-4 < 0.3 < spread["boundary"], spread
+
+
+def test_camera_angles_invert_the_orbit_placement():
+    import math
+
+    from render.dreamer.scenes import camera_angles, orbit_camera
+
+    g = torch.Generator().manual_seed(0)
+    for el, az in (
+        torch.rand(20, 2, generator=g) * torch.tensor([170.0, 360.0]) - torch.tensor([85.0, 180.0])
+    ).tolist():
+        got = camera_angles([orbit_camera(el, az, 2.9, 45.0, 32)])[0]
+        assert abs(got[0] - math.radians(el)) < 1e-5
+        assert abs(math.remainder(got[1] - math.radians(az), 2 * math.pi)) < 1e-5
+
+
+def test_a_camera_conditioned_prior_depends_on_the_view_and_guides_only_the_caption(tmp_path):
+    torch.manual_seed(0)
+    prior = TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16, camera_cond=True)).eval()
+    for p in prior.unet.caption.parameters():
+        torch.nn.init.normal_(p)
+    assert (
+        prior.camera_conditioned and not TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16)).camera_conditioned
+    )
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([100, 700])
+    v1, v2 = torch.tensor([[0.3, 0.0], [0.3, 1.0]]), torch.tensor([[0.3, 0.5], [0.3, 1.0]])
+    with torch.no_grad():
+        a, b = (
+            prior.predict_noise(x, t, "a red cube", 1.0, view=v1),
+            prior.predict_noise(x, t, "a red cube", 1.0, view=v2),
+        )
+        assert not torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1])  # per sample
+        # guidance: eps_u(view) + s (eps_c(view) - eps_u(view)), the view in both branches
+        cond = prior.unet(x, t, prior.caption_indices("a red cube", 2), v1)
+        uncond = prior.unet(x, t, torch.zeros(2, 3, dtype=torch.long), v1)
+        torch.testing.assert_close(
+            prior.predict_noise(x, t, "a red cube", 4.0, view=v1), uncond + 4.0 * (cond - uncond)
+        )
+        comp = prior.predict_noise(x, t, "a red cube", 2.0, composable=True, view=v1)
+        red = prior.unet(x, t, prior.caption_indices("a red", 2), v1)
+        cube = prior.unet(x, t, prior.caption_indices("a cube", 2), v1)
+        torch.testing.assert_close(comp, uncond + 2.0 * (red - uncond) + 2.0 * (cube - uncond))
+        assert prior.sample("a red cube", 2, steps=3).shape == (2, 3, 32, 32)  # random views when none given
+    for bad in (None, torch.zeros(3, 2)):
+        with pytest.raises(ValueError, match=r"view: a camera-conditioned prior needs \[2, 2\]"):
+            prior.predict_noise(x, t, "a red cube", 1.0, view=bad)
+    prior.save(tmp_path / "p.safetensors")
+    assert TinyPrior.load(tmp_path / "p.safetensors").cfg.camera_cond
+
+
+def test_training_data_views_are_the_render_cameras():
+    """``render_dataset``'s (elevation, azimuth) come from the cameras it rendered with: within the
+    default ranges, and a training run with them makes a camera-conditioned prior."""
+    import math
+    import sys
+    from pathlib import Path
+
+    from render.dreamer.scenes import CameraRanges
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    try:
+        import train_tiny_prior
+    finally:
+        sys.path.pop(0)
+    images, prompts, views = train_tiny_prior.render_dataset(1, 8, 0, progress=False)
+    r = CameraRanges()
+    assert views.shape == (len(images), 2)
+    el = torch.rad2deg(views[:, 0])
+    assert (el >= r.elevation[0] - 1e-3).all() and (el <= r.elevation[1] + 1e-3).all()
+    assert views[:, 1].abs().max() <= math.pi and views[:, 1].std() > 1.0  # azimuths all round
+    prior, losses = train_tiny_prior.train("pixel", images, prompts, 2, 4, 1e-3, 0, progress=False, views=views)
+    assert prior.camera_conditioned and len(losses) == 2

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-dir", type=Path, default=ROOT / "assets" / "dreamer")
     p.add_argument("--decorrelation-views", type=int, default=0,
                    help="renders per colour-only and per shape-only caption (a colour on a cluster of four "
-                        "balls, a shape in grey) so one slot does not imply the other (0: none)")  # fmt: skip
+                        "balls, a shape in --shape-colours) so one slot implies nothing of the other")  # fmt: skip
     p.add_argument("--shape-colours", choices=list(SHAPE_COLOURS), default="grey",
                    help="colour of the shape-only decorrelation renders: grey, or boundary (a colour equally "
                         "far from two hue-adjacent names, e.g. azure between cyan and blue)")  # fmt: skip

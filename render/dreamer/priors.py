@@ -3,6 +3,9 @@
 A prior has ``image_size`` (the render size it wants), ``alphas_cumprod`` ``[T]`` (its scheduler's
 abar_t), ``encode(rgb)`` (renders ``[B, 3, S, S]`` in [0, 1] -> its space, differentiable) and
 ``predict_noise(x_t, t, text, guidance_scale) -> eps_hat`` with classifier-free guidance.
+A prior whose ``camera_conditioned`` attribute is true (a built-in prior trained with
+``--camera-cond``) also takes ``view=``, each x_t's camera (elevation, azimuth); ``render dream``
+passes it.
 
 - :class:`render.dreamer.tiny_prior.TinyPrior`: the built-in offline priors (pixel and latent);
 - :class:`IFPixelPrior`: a DeepFloyd IF stage-I pipeline folder (64 x 64 RGB in [-1, 1]; its

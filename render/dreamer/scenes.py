@@ -34,12 +34,15 @@ to each other.)"""
 
 
 def boundary_colours() -> dict[tuple[str, str], tuple[float, float, float]]:
-    """Colours that no name owns, for the shape-only training captions of
+    """Colours on the border between two names, for the shape-only training captions of
     :func:`decorrelation_gaussians` (``shape_colour="boundary"``): for each pair of named colours
     next to each other in hue, the RGB whose chromaticity (rgb / its sum, the judge's colour space)
     is the midpoint of theirs, at their mean brightness (sum). It is equally far from both and
-    further from every other name (a test checks this), so it is on the border between two names,
-    inside neither: an azure between cyan and blue, a violet between blue and magenta."""
+    further from every other name (a test checks this): an azure between cyan and blue, a violet
+    between blue and magenta. On the border, not outside every name: the judge, which names every
+    chromatic colour by the nearest one, gives each of them one of its two neighbours (an azure
+    cube rendered and judged came out a "cyan cube", a violet one a "blue cube"), so such data
+    shows the prior objects the judge would call a named (colour, shape) pair."""
     hue = {n: colorsys.rgb_to_hsv(*c)[0] for n, c in COLOURS.items()}
     ring = sorted(COLOURS, key=hue.__getitem__)
     out = {}
@@ -163,9 +166,9 @@ def decorrelation_gaussians(prompt: Prompt, n: int = 1500, seed: int = 0, jitter
     slot says nothing about the other one: a colour-only caption ("a small cyan") gets a distractor
     (``DISTRACTOR_SHAPES``, randomly oriented; a test checks that its 32 px silhouettes are further
     from every vocabulary shape's than real primitives are from the wrong shape's), a shape-only one
-    ("a large cube") a colour that no name owns: ``shape_colour="grey"`` an achromatic grey,
-    ``"boundary"`` one of :func:`boundary_colours` at random, its brightness (never its
-    chromaticity) jittered by ``jitter``."""
+    ("a large cube") a colour that is not a named one: ``shape_colour="grey"`` an achromatic grey
+    (no name owns it), ``"boundary"`` one of :func:`boundary_colours` at random (on the border
+    between two names; see there), its brightness (never its chromaticity) jittered by ``jitter``."""
     if (prompt.colour is None) == (prompt.shape is None):
         raise ValueError(f"prompt {prompt.text!r}: decorrelation data needs exactly one of colour and shape")
     if shape_colour not in SHAPE_COLOURS:

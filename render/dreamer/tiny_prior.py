@@ -15,6 +15,10 @@ That is what lets the prior render (colour, shape) pairs it never saw together.
 ``TinyPriorConfig.colour_blocks`` ("up" or "outer": experiments, off in the shipped priors) lets
 the colour slot condition only the last two blocks or the last one, so that the blocks which lay
 out the object cannot take the shape from the caption's colour.
+``TinyPriorConfig.hue_blind`` (those blocks see x_t only as per-pixel channel max and min) and
+``TinyPriorConfig.camera_cond`` (the view's elevation and azimuth join the time embedding;
+``predict_noise(..., view=)``) are two more experiments, off in the shipped priors; the README's
+"Text-to-3D" section reports all of them.
 """
 
 from __future__ import annotations
@@ -64,8 +68,11 @@ class TinyPriorConfig:
     """the blocks before ``colour_blocks``' (the down path and the middle) see x_t through a
     hue-invariant view only: per pixel, the max and the min over the colour channels (HSV value and
     value x (1 - saturation)), plus the Haar detail channel of a latent; x_t itself enters at the
-    last skip connection. With ``colour_blocks`` "up" or "outer" those blocks then get no colour
-    from the caption nor from the pixels, so the object's layout cannot be chosen by its colour"""
+    last skip connection. With ``colour_blocks`` "up" or "outer" those blocks then get no hue from
+    the caption nor, in the pixel prior, from the pixels. Not colour-blind: the named colours differ
+    a little in max and min (green's max is 0.75, the others' 0.85-0.92). And not hue-blind in the
+    latent prior: its detail channel is a luminance (0.299 R + 0.587 G + 0.114 B) detail, which
+    changes with the hue"""
 
     camera_cond: bool = False
     """condition on the view, (elevation, azimuth) of the camera on its sphere, added to the time
@@ -78,6 +85,9 @@ class TinyPriorConfig:
             raise ValueError(f"space: expected 'pixel' or 'latent', got {self.space!r}")
         if self.colour_blocks not in ("all", "up", "outer"):
             raise ValueError(f"colour_blocks: expected 'all', 'up' or 'outer', got {self.colour_blocks!r}")
+        for name in ("hue_blind", "camera_cond"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected true or false, got {getattr(self, name)!r}")
         if self.hue_blind and self.colour_blocks == "all":
             raise ValueError(
                 "hue_blind: needs colour_blocks 'up' or 'outer' (the caption's colour would reach the blind blocks)"
@@ -311,6 +321,9 @@ class TinyPrior(nn.Module):
         b = x_t.shape[0]
         if not self.cfg.camera_cond:
             view = None
+        elif view is None or tuple(view.shape) != (b, 2):
+            got = None if view is None else tuple(view.shape)
+            raise ValueError(f"view: a camera-conditioned prior needs [{b}, 2] (elevation, azimuth), got {got}")
         t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(b)
         cond = self.caption_indices(text, b)
         slots = [i for i in range(cond.shape[1]) if bool((cond[:, i] != 0).any())] if composable else []

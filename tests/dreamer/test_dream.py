@@ -336,22 +336,32 @@ class ViewRecordingPrior(OraclePrior):
         return super().predict_noise(x_t, t, text, guidance_scale)
 
 
-def test_a_camera_conditioned_prior_gets_each_rendered_view():
-    """The camera of every render, as (elevation, azimuth): with the camera ranges pinned to one
-    point, every view the prior sees is that point (the config is the oracle); a plain prior gets
-    no ``view`` argument at all (OraclePrior.predict_noise would reject it)."""
+def test_a_camera_conditioned_prior_gets_each_rendered_view(monkeypatch):
+    """The camera of every render, as (elevation, azimuth), in order: the cameras are made from
+    known angles, a different pair each (the angles are the oracle), in both stages; a plain prior
+    gets no ``view`` argument at all (OraclePrior.predict_noise would reject it)."""
     import math
 
-    from render.dreamer.scenes import CameraRanges
+    import render.dreamer.dream as dream_module
+    from render.dreamer.scenes import orbit_camera
 
-    pinned = CameraRanges(elevation=(25.0, 25.0), azimuth=(-120.0, -120.0), radius=(2.8, 2.8), fov=(45.0, 45.0))
+    made = []
+
+    def cameras(n, size, ranges, generator):
+        out = []
+        for _ in range(n):
+            el, az = -5.0 + 3.0 * len(made), -170.0 + 19.0 * len(made)  # 18 cameras: az stays in (-180, 180)
+            made.append((math.radians(el), math.radians(az)))
+            out.append(orbit_camera(el, az, 2.8, 45.0, size))
+        return out
+
+    monkeypatch.setattr(dream_module, "sample_cameras", cameras)
     for stage2 in (0.0, 0.5):
+        made.clear()
         first, second = ViewRecordingPrior(COLOURS["red"]), ViewRecordingPrior(COLOURS["red"], space="latent")
-        d = Dreamer(_cfg(steps=6, batch=3, cameras=pinned, stage2_fraction=stage2), priors=(first, second))
+        d = Dreamer(_cfg(steps=6, batch=3, stage2_fraction=stage2), priors=(first, second))
         d.run(progress=False)
         views = first.views + second.views
         assert len(views) == 6 and len(second.views) == (3 if stage2 else 0)
-        want = torch.tensor([math.radians(25.0), math.radians(-120.0)]).expand(3, 2)
-        for v in views:
-            torch.testing.assert_close(v, want, atol=1e-5, rtol=0)
+        torch.testing.assert_close(torch.cat(views), torch.tensor(made), atol=1e-5, rtol=0)
     Dreamer(_cfg(steps=2), priors=(OraclePrior(COLOURS["red"]), None)).run(progress=False)

@@ -283,8 +283,10 @@ def test_hue_invariant_view_matches_hsv_and_ignores_hue():
 @pytest.mark.parametrize("space", ["pixel", "latent"])
 def test_hue_blind_unet_lays_out_without_colour_and_colours_at_the_end(tmp_path, space):
     """With ``hue_blind`` and ``colour_blocks="up"`` the down path and the middle give the same
-    activations whatever the caption's colour and whichever way x_t's colour channels are permuted,
-    but not whatever its shape; the output still depends on both colours."""
+    activations whatever the caption's colour and whichever way x_t's colour channels are permuted
+    (a latent's three block-mean channels; its luminance detail channel is not hue-invariant, see
+    ``TinyPriorConfig.hue_blind``), but not whatever its shape; the output still depends on both
+    colours."""
     torch.manual_seed(0)
     prior = TinyPrior(TinyPriorConfig(space=space, channels=[8, 16, 16], emb_dim=16, colour_blocks="up",
                                       hue_blind=True))  # fmt: skip
@@ -425,13 +427,15 @@ def test_training_data_with_decorrelation_views():
     assert ((idx[:, 0] == 0) != (idx[:, 1] == 0)).all()  # exactly one of the two slots dropped
 
 
-def test_boundary_colours_belong_to_no_name_and_shape_only_data_keeps_their_chromaticity():
+def test_boundary_colours_lie_between_two_names_and_shape_only_data_keeps_their_chromaticity():
     """``shape_colour="boundary"``: each colour's chromaticity (the judge's colour space) is equally
-    far from two hue-adjacent named colours and clearly further from the other four, so no name owns
-    it; the shape-only renders keep that chromaticity exactly (brightness jitter only, no clamping
-    of a channel), on the named shape's surface."""
+    far from two hue-adjacent named colours and clearly further from the other four; the judge,
+    which must name it, names it one of those two (so such data is not outside every name); the
+    shape-only renders keep that chromaticity exactly (brightness jitter only, no clamping of a
+    channel), on the named shape's surface."""
     import colorsys
 
+    from render.dreamer.judge import judge
     from render.dreamer.scenes import boundary_colours, decorrelation_gaussians, primitive_gaussians
     from render.gaussians.sh import rgb_to_sh0
 
@@ -450,6 +454,9 @@ def test_boundary_colours_belong_to_no_name_and_shape_only_data_keeps_their_chro
         ha, hb = (colorsys.rgb_to_hsv(*COLOURS[n])[0] for n in (a, b))
         assert (hues.index(hb) - hues.index(ha)) % len(hues) == 1  # neighbours on the hue circle
         assert 0 < max(rgb) <= 1 and colorsys.rgb_to_hsv(*rgb)[1] > 0.7  # a vivid colour, not a grey
+        cube = primitive_gaussians(Prompt("red", "cube", "large"), n=600, seed=1)
+        cube.sh0.data[:] = rgb_to_sh0(x)
+        assert judge(cube, n_views=4, size=32).colour in (a, b), (a, b)
     seen = set()
     for i in range(40):
         d = decorrelation_gaussians(Prompt(None, "cube", "large"), n=300, seed=i, jitter=0.15, shape_colour="boundary")
@@ -525,14 +532,21 @@ def test_a_camera_conditioned_prior_depends_on_the_view_and_guides_only_the_capt
         cube = prior.unet(x, t, prior.caption_indices("a cube", 2), v1)
         torch.testing.assert_close(comp, uncond + 2.0 * (red - uncond) + 2.0 * (cube - uncond))
         assert prior.sample("a red cube", 2, steps=3).shape == (2, 3, 32, 32)  # random views when none given
-    for bad in (None, torch.zeros(3, 2)):
+    for bad, scale in ((None, 1.0), (torch.zeros(3, 2), 1.0), (torch.zeros(1, 2), 3.0)):
         with pytest.raises(ValueError, match=r"view: a camera-conditioned prior needs \[2, 2\]"):
-            prior.predict_noise(x, t, "a red cube", 1.0, view=bad)
+            prior.predict_noise(x, t, "a red cube", scale, view=bad)
+    plain = TinyPrior(TinyPriorConfig(channels=[8, 16, 16], emb_dim=16)).eval()
+    with torch.no_grad():  # a prior without camera_cond ignores the view
+        torch.testing.assert_close(plain.predict_noise(x, t, "a red cube", 3.0, view=v1),
+                                   plain.predict_noise(x, t, "a red cube", 3.0))  # fmt: skip
+    for name in ("camera_cond", "hue_blind"):
+        with pytest.raises(ValueError, match=f"{name}: expected true or false, got 'false'"):
+            TinyPriorConfig(colour_blocks="up", **{name: "false"})
     prior.save(tmp_path / "p.safetensors")
     assert TinyPrior.load(tmp_path / "p.safetensors").cfg.camera_cond
 
 
-def test_training_data_views_are_the_render_cameras():
+def test_training_data_views_are_the_render_cameras(monkeypatch):
     """``render_dataset``'s (elevation, azimuth) come from the cameras it rendered with: within the
     default ranges, and a training run with them makes a camera-conditioned prior."""
     import math
@@ -546,7 +560,19 @@ def test_training_data_views_are_the_render_cameras():
         import train_tiny_prior
     finally:
         sys.path.pop(0)
+    rendered = []
+    real = train_tiny_prior.rasterize_torch
+
+    def recording(gs, cam, **kw):
+        rendered.append(cam.center.reshape(3))
+        return real(gs, cam, **kw)
+
+    monkeypatch.setattr(train_tiny_prior, "rasterize_torch", recording)
     images, prompts, views = train_tiny_prior.render_dataset(1, 8, 0, progress=False)
+    centre = torch.stack(rendered)  # each image's own camera: its centre's direction is the view's
+    direction = torch.stack([views[:, 0].cos() * views[:, 1].cos(), views[:, 0].cos() * views[:, 1].sin(),
+                             views[:, 0].sin()], -1)  # fmt: skip
+    torch.testing.assert_close(direction, centre / centre.norm(dim=-1, keepdim=True), atol=1e-5, rtol=0)
     r = CameraRanges()
     assert views.shape == (len(images), 2)
     el = torch.rad2deg(views[:, 0])

@@ -163,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.decorrelation_views < 0:
         p.error(f"--decorrelation-views {a.decorrelation_views}: must be >= 0")
-    if a.hue_blind and a.colour_blocks == "all":
-        p.error("--hue-blind: needs --colour-blocks up or outer")
+    try:  # the priors' own config rules, checked before the data is rendered
+        TinyPriorConfig(colour_blocks=a.colour_blocks, hue_blind=a.hue_blind, camera_cond=a.camera_cond)
+    except ValueError as exc:
+        p.error(str(exc))
     if a.validation_split and a.out_dir.resolve() == (ROOT / "assets" / "dreamer").resolve():
         p.error("--validation-split: give --out-dir; validation-split priors never replace the shipped ones")
     retain_freed_memory()

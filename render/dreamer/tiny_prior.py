@@ -73,7 +73,6 @@ class TinyPriorConfig:
     a little in max and min (green's max is 0.75, the others' 0.85-0.92). And not hue-blind in the
     latent prior: its detail channel is a luminance (0.299 R + 0.587 G + 0.114 B) detail, which
     changes with the hue"""
-
     camera_cond: bool = False
     """condition on the view, (elevation, azimuth) of the camera on its sphere, added to the time
     embedding (the camera embedding of MVDream; DreamFusion's view-dependent prompts in a coarse
@@ -198,6 +197,12 @@ def view_features(view: Tensor) -> Tensor:
     return torch.cat([az.sin(), az.cos(), el.sin(), el.cos()], -1)
 
 
+def _check_view(view: Tensor | None, batch: int) -> None:
+    if view is None or tuple(view.shape) != (batch, 2):
+        got = None if view is None else tuple(view.shape)
+        raise ValueError(f"view: a camera-conditioned prior needs [{batch}, 2] (elevation, azimuth), got {got}")
+
+
 def hue_invariant(x: Tensor) -> Tensor:
     """``[B, C, H, W]`` -> ``[B, C - 1, H, W]``: per pixel the max and the min over the first three
     (colour) channels, then the channels after them (a latent's detail channel). Unchanged by any
@@ -238,11 +243,7 @@ class TinyUNet(nn.Module):
     def forward(self, x: Tensor, t: Tensor, caption_idx: Tensor, view: Tensor | None = None) -> Tensor:
         temb = self.time(_timestep_embedding(t, self.cfg.emb_dim).to(x.dtype))
         if self.cfg.camera_cond:
-            if view is None or view.shape != (x.shape[0], 2):
-                got = None if view is None else tuple(view.shape)
-                raise ValueError(
-                    f"view: a camera-conditioned prior needs [{x.shape[0]}, 2] (elevation, azimuth), got {got}"
-                )
+            _check_view(view, x.shape[0])
             temb = temb + self.view(view_features(view.to(x.dtype)))
         emb = F.silu(temb + self.caption(caption_idx))
         inner = emb if self.cfg.colour_blocks == "all" else F.silu(temb + self.caption(caption_idx, colour=False))
@@ -321,9 +322,8 @@ class TinyPrior(nn.Module):
         b = x_t.shape[0]
         if not self.cfg.camera_cond:
             view = None
-        elif view is None or tuple(view.shape) != (b, 2):
-            got = None if view is None else tuple(view.shape)
-            raise ValueError(f"view: a camera-conditioned prior needs [{b}, 2] (elevation, azimuth), got {got}")
+        else:  # checked here too, so a bad view is reported at the caller's batch size, not guidance's
+            _check_view(view, b)
         t = torch.as_tensor(t, device=x_t.device).reshape(-1).expand(b)
         cond = self.caption_indices(text, b)
         slots = [i for i in range(cond.shape[1]) if bool((cond[:, i] != 0).any())] if composable else []

@@ -580,3 +580,18 @@ def test_training_data_views_are_the_render_cameras(monkeypatch):
     assert views[:, 1].abs().max() <= math.pi and views[:, 1].std() > 1.0  # azimuths all round
     prior, losses = train_tiny_prior.train("pixel", images, prompts, 2, 4, 1e-3, 0, progress=False, views=views)
     assert prior.camera_conditioned and len(losses) == 2
+
+
+def test_training_tool_rejects_a_bad_prior_config_before_rendering(tmp_path, monkeypatch, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    try:
+        import train_tiny_prior
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(train_tiny_prior, "render_dataset", lambda *a, **k: pytest.fail("rendered before checking"))
+    with pytest.raises(SystemExit) as exc:
+        train_tiny_prior.main(["--hue-blind", "--out-dir", str(tmp_path)])
+    assert exc.value.code == 2 and "hue_blind: needs colour_blocks 'up' or 'outer'" in capsys.readouterr().err
